@@ -1,0 +1,122 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/podnet/podnet/lab"
+	"github.com/spf13/cobra"
+)
+
+func newLabCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Start, stop and inspect a local lab",
+	}
+	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabDaemonCommand(g))
+	return cmd
+}
+
+func newLabUpCommand(g *globals) *cobra.Command {
+	var file string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "up [-f FILE] [--name NAME]",
+		Short: "Start a lab (without -f: the built-in example) and wait until it is ready",
+		Long: `Start a lab and wait until every pod is ready.
+
+Without -f, podnet runs its built-in example: three nodes, a Deployment of three "podnet serve"
+pods and a client pod. A lab that was killed is cleaned up and resumed from its saved state.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			manifests := []lab.Manifest{{Source: "built-in example", Data: lab.Example}}
+			if file != "" {
+				var err error
+				if manifests, err = readManifests(file, g.stdin); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(g.stdout, "Starting lab %q ...\n", g.name)
+			start := time.Now()
+			c, err := lab.Up(lab.UpOptions{Name: g.name, Manifests: manifests, Timeout: timeout, Progress: g.stdout})
+			if err != nil {
+				return err
+			}
+			st, err := c.Status()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "Lab %q is ready (%d nodes, %s mode) in %.1fs.\n\n", g.name, len(st.Nodes), st.Mode, time.Since(start).Seconds())
+			flag := ""
+			if g.name != lab.DefaultName {
+				flag = " --name " + g.name
+			}
+			fmt.Fprintf(g.stdout, `Try:
+  podnet get pods -o wide%[1]s                        # every pod has its own IP
+  podnet exec%[1]s client -- curl -s http://<pod IP>/clientip   # the server sees the client's pod IP
+  podnet exec%[1]s client -- ping -c 3 <pod IP>
+  podnet logs%[1]s <pod>
+  podnet lab status%[1]s
+  podnet lab down%[1]s                                # removes everything the lab created
+`, flag)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "lab file: a Lab document and Kubernetes manifests (- for standard input)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for every pod to be ready")
+	return cmd
+}
+
+func newLabDownCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down [--name NAME]",
+		Short: "Stop a lab and remove everything it created",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.Down(g.name, g.stdout)
+		},
+	}
+}
+
+func newLabStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [--name NAME]",
+		Short: "Show a lab's mode, nodes and pods",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "Lab:    %s\nState:  running (daemon pid %d)\nMode:   %s\nDir:    %s\n\n", st.Name, st.PID, st.Mode, st.Dir)
+			tw := tabwriter.NewWriter(g.stdout, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tADDRESS\tPOD-CIDR\tGATEWAY\tPODS\tREADY")
+			for _, n := range st.Nodes {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", n.Name, n.Address, n.PodCIDR, n.Gateway, n.Pods, n.ReadyPods)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// newLabDaemonCommand is the lab daemon that `lab up` starts; it is not for people to run.
+func newLabDaemonCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:    "daemon --name NAME",
+		Short:  "Run a lab's daemon in the foreground (started by lab up)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return lab.RunDaemon(ctx, lab.DaemonOptions{Name: g.name, Logger: log})
+		},
+	}
+}

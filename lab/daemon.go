@@ -1,0 +1,419 @@
+// Package lab is podnet's local lab: a daemon per lab that holds the lab's objects (the Store),
+// runs one node agent per node of the Lab document, and serves the CLI over unix sockets in the
+// lab's state directory; and the client side of those sockets (lab up, down, apply, get, exec...).
+//
+// A lab's state directory is /run/podnet/<lab> as root and $XDG_RUNTIME_DIR/podnet/<lab>
+// otherwise (/tmp/podnet-<uid>/<lab> without XDG_RUNTIME_DIR). It holds:
+//
+//	lab.json     the lab's identity (name, number)      daemon.pid  the daemon's process ID
+//	store.json   every object, with status (pod IPs)     daemon.log  the daemon's log
+//	lab.sock     the HTTP API                            exec.sock   exec, with descriptor passing
+//	nodes/<node>/pods/<ns>_<pod>_<uid>/                  container logs and resolv.conf
+//
+// The daemon never touches the host's network configuration: pods live in network namespaces of
+// their own (package sandbox), whose processes die with the daemon, so after a SIGKILL only this
+// directory is left, and `lab up` starts again from store.json.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/podnet/podnet/agent"
+	"github.com/podnet/podnet/cluster"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// DaemonOptions configures RunDaemon.
+type DaemonOptions struct {
+	// Name is the lab's name.
+	Name string
+	// Dir is the lab's state directory. Empty means StateDir(Name).
+	Dir string
+	// Exe is the podnet binary. Empty means the running executable.
+	Exe string
+	// Logger receives the daemon's logs. Nil means discard.
+	Logger *slog.Logger
+}
+
+// daemon is a running lab.
+type daemon struct {
+	opts  DaemonOptions
+	log   *slog.Logger
+	store *Store
+	reg   *prometheus.Registry
+	down  chan struct{} // closed by the /v1/down request
+
+	mu     sync.Mutex              // guards agents
+	agents map[string]*nodeRunning // by node name
+}
+
+type nodeRunning struct {
+	agent  *agent.Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// RunDaemon runs a lab until ctx ends (the state directory is kept, so that `lab up` resumes it)
+// or a client asks it to go down (everything, the state directory too, is removed).
+func RunDaemon(ctx context.Context, opts DaemonOptions) error {
+	if opts.Dir == "" {
+		opts.Dir = StateDir(opts.Name)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	id, err := readIdentity(opts.Dir)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(filepath.Join(opts.Dir, "store.json"), id.Number)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(opts.Dir, "daemon.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &daemon{
+		opts: opts, log: opts.Logger, store: store, reg: reg,
+		down: make(chan struct{}), agents: map[string]*nodeRunning{},
+	}
+
+	apiLn, err := listenUnix(filepath.Join(opts.Dir, "lab.sock"))
+	if err != nil {
+		return err
+	}
+	execLn, err := listenUnix(filepath.Join(opts.Dir, "exec.sock"))
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	srv := &http.Server{Handler: d.routes(), ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(apiLn) }()
+	go func() { defer wg.Done(); d.serveExec(execLn) }()
+
+	changed, unsubscribe := store.Subscribe()
+	d.syncAgents()
+	d.log.Info("lab daemon started", "lab", opts.Name, "dir", opts.Dir, "pid", os.Getpid())
+	removeAll := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-d.down:
+			removeAll = true
+			break loop
+		case <-changed:
+			d.syncAgents()
+		}
+	}
+	unsubscribe()
+	d.stopAgents(nil)
+	execLn.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(shutdownCtx)
+	cancel()
+	wg.Wait()
+	d.log.Info("lab daemon stopped", "lab", opts.Name, "removed", removeAll)
+	if removeAll {
+		return os.RemoveAll(opts.Dir)
+	}
+	os.Remove(filepath.Join(opts.Dir, "lab.sock"))
+	os.Remove(filepath.Join(opts.Dir, "exec.sock"))
+	os.Remove(filepath.Join(opts.Dir, "daemon.pid"))
+	return nil
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	os.Remove(path) // a leftover of a crashed daemon
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// syncAgents starts an agent for every node of the lab that has none and stops the agents of
+// nodes that left.
+func (d *daemon) syncAgents() {
+	lab, netw := d.store.Lab()
+	if lab == nil {
+		return
+	}
+	nodes := d.store.Nodes()
+	want := map[string]*corev1.Node{}
+	for _, n := range nodes {
+		want[n.Name] = n
+	}
+	d.stopAgents(want)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range nodes {
+		if _, ok := d.agents[n.Name]; ok {
+			continue
+		}
+		cidr, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil {
+			d.log.Error("node has no pod CIDR", "node", n.Name, "err", err)
+			continue
+		}
+		addr, _ := netip.ParseAddr(nodeAddress(n))
+		a, err := agent.New(agent.Options{
+			NodeName:    n.Name,
+			NodeAddress: addr,
+			PodCIDR:     cidr,
+			Network:     netw,
+			Source:      d.store,
+			Status:      d.store,
+			StateDir:    filepath.Join(d.opts.Dir, "nodes", n.Name),
+			Exe:         d.opts.Exe,
+			Logger:      d.log.With("node", n.Name),
+			Registerer:  prometheus.WrapRegistererWith(nil, d.reg),
+		})
+		if err != nil {
+			d.log.Error("start node agent", "node", n.Name, "err", err)
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		nr := &nodeRunning{agent: a, cancel: cancel, done: make(chan struct{})}
+		d.agents[n.Name] = nr
+		go func() {
+			defer close(nr.done)
+			a.Run(ctx)
+		}()
+	}
+}
+
+// stopAgents stops (and waits for) every agent whose node is not in keep.
+func (d *daemon) stopAgents(keep map[string]*corev1.Node) {
+	d.mu.Lock()
+	var stopping []*nodeRunning
+	for name, nr := range d.agents {
+		if _, ok := keep[name]; !ok {
+			nr.cancel()
+			stopping = append(stopping, nr)
+			delete(d.agents, name)
+		}
+	}
+	d.mu.Unlock()
+	for _, nr := range stopping {
+		<-nr.done
+	}
+}
+
+func (d *daemon) agentFor(node string) *agent.Agent {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if nr := d.agents[node]; nr != nil {
+		return nr.agent
+	}
+	return nil
+}
+
+func (d *daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/apply", d.handleApply)
+	mux.HandleFunc("POST /v1/delete", d.handleDelete)
+	mux.HandleFunc("GET /v1/objects", d.handleGet)
+	mux.HandleFunc("GET /v1/status", d.handleStatus)
+	mux.HandleFunc("GET /v1/logs", d.handleLogs)
+	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "stopping"})
+		select {
+		case <-d.down:
+		default:
+			close(d.down)
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// apiError is the body of every failed request.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, apiError{Error: err.Error()})
+}
+
+// maxManifest bounds an applied manifest.
+const maxManifest = 16 << 20
+
+func (d *daemon) handleApply(w http.ResponseWriter, r *http.Request) {
+	var manifests []Manifest
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxManifest)).Decode(&manifests); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("bad apply request: %w", err))
+		return
+	}
+	docs, err := decodeManifests(manifests)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	results, err := d.store.Apply(docs)
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, results)
+}
+
+func (d *daemon) handleDelete(w http.ResponseWriter, r *http.Request) {
+	var refs []ObjectRef
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxManifest)).Decode(&refs); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	results, err := d.store.Delete(refs)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, results)
+}
+
+func (d *daemon) handleGet(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	kind, err := cluster.ParseKind(q.Get("kind"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	objs, err := d.store.Get(kind, q.Get("namespace"), q.Get("name"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if objs == nil {
+		objs = nil
+	}
+	writeJSON(w, http.StatusOK, objectList{Kind: kind, Items: objs})
+}
+
+// Status is what `lab status` shows.
+type Status struct {
+	Name      string       `json:"name"`
+	Mode      string       `json:"mode"` // root or rootless
+	Dir       string       `json:"dir"`
+	PID       int          `json:"pid"`
+	LabNumber int          `json:"labNumber"`
+	Nodes     []NodeStatus `json:"nodes"`
+}
+
+// NodeStatus is one node in Status.
+type NodeStatus struct {
+	Name      string `json:"name"`
+	Address   string `json:"address"`
+	PodCIDR   string `json:"podCIDR"`
+	Gateway   string `json:"gateway"`
+	Pods      int    `json:"pods"`
+	ReadyPods int    `json:"readyPods"`
+}
+
+func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st := Status{Name: d.opts.Name, Mode: Mode(), Dir: d.opts.Dir, PID: os.Getpid()}
+	d.store.mu.Lock()
+	st.LabNumber = d.store.state.LabNumber
+	d.store.mu.Unlock()
+	for _, n := range d.store.Nodes() {
+		ns := NodeStatus{Name: n.Name, Address: nodeAddress(n), PodCIDR: n.Spec.PodCIDR}
+		if a := d.agentFor(n.Name); a != nil {
+			ns.Gateway = a.Gateway().String()
+		}
+		for _, p := range d.store.NodePods(n.Name) {
+			ns.Pods++
+			if podReady(p) {
+				ns.ReadyPods++
+			}
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (d *daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ns, name, container := q.Get("namespace"), q.Get("pod"), q.Get("container")
+	objs, _ := d.store.Get(cluster.KindPod, ns, name)
+	if len(objs) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Errorf("pods %q not found in namespace %q", name, ns))
+		return
+	}
+	p := objs[0].(*corev1.Pod)
+	if container == "" {
+		if len(p.Spec.Containers) > 1 {
+			var names []string
+			for _, c := range p.Spec.Containers {
+				names = append(names, c.Name)
+			}
+			writeError(w, http.StatusBadRequest, fmt.Errorf("a container name must be specified for pod %s, choose one of: %v", name, names))
+			return
+		}
+		container = p.Spec.Containers[0].Name
+	}
+	a := d.agentFor(p.Spec.NodeName)
+	if a == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("pod %s is not running on a node", name))
+		return
+	}
+	f, err := os.Open(a.LogPath(ns, name, p.UID, container))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("container %q in pod %q has no logs (it has not started; is it a container of the pod?)", container, name))
+			return
+		}
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "text/plain")
+	io.Copy(w, f)
+}
+
+// decodeManifests decodes every manifest and reports the problems of all of them together.
+func decodeManifests(ms []Manifest) ([]cluster.Document, error) {
+	var docs []cluster.Document
+	var errs []error
+	for _, m := range ms {
+		d, err := cluster.Decode(bytes.NewReader(m.Data), m.Source)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		docs = append(docs, d...)
+	}
+	return docs, errors.Join(errs...)
+}

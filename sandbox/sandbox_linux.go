@@ -1,0 +1,180 @@
+// Package sandbox makes pod sandboxes: a Linux network namespace with `lo` up and a TAP `eth0`
+// whose file descriptor the caller keeps, and the processes (containers) that run inside it.
+//
+// The design is the one of DESIGN.md's rootless section, used as root too: the caller (the node
+// agent) stays in its own network namespace and creates each pod's namespace from a locked OS
+// thread, opens the pod's TAP there and returns to its own namespace. Nothing in this package
+// touches the caller's network namespace, so it needs CAP_NET_ADMIN only over the namespaces it
+// creates — which a process has inside a user namespace of its own. No namespace is bind-mounted
+// or named: a pod's network namespace lives while the sandbox holds its descriptor or a process
+// runs in it, and disappears with them (so a killed agent leaves no namespace behind).
+//
+// Processes are started through a small init (see Init): the agent re-executes its own binary in a
+// new PID and mount namespace; the init joins the pod's network namespace, bind-mounts the pod's
+// resolv.conf over /etc/resolv.conf in its private mount namespace, and runs the command as its
+// child, forwarding signals and reaping orphans. When the init dies — because the command exited,
+// the agent killed it, or the agent itself died (the init has a parent-death signal) — the kernel
+// kills every process left in its PID namespace.
+//
+// This package must never change the host's interfaces, routes, sysctls or mounts.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+
+	"github.com/podnet/podnet/tap"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Config describes a pod's network.
+type Config struct {
+	// IP is the pod's address; eth0 gets IP/32.
+	IP netip.Addr
+	// Gateway is the node's gateway: a link route to it and the default route via it.
+	Gateway netip.Addr
+	// MAC is eth0's hardware address.
+	MAC net.HardwareAddr
+	// MTU is eth0's MTU. Zero means 1500.
+	MTU int
+}
+
+// Sandbox is one pod's network namespace and its TAP device.
+type Sandbox struct {
+	ns  netns.NsHandle
+	dev *tap.Device
+}
+
+// Create makes a new network namespace with lo up and a TAP eth0 configured from cfg.
+func Create(cfg Config) (_ *Sandbox, err error) {
+	if !cfg.IP.Is4() || !cfg.Gateway.Is4() {
+		return nil, fmt.Errorf("sandbox: pod IP %v and gateway %v must be IPv4 addresses", cfg.IP, cfg.Gateway)
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	var sb Sandbox
+	// The namespace is made and the TAP opened on a thread of our own, which then returns to the
+	// namespace it came from. If it cannot, the thread stays locked and dies with its goroutine.
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- fmt.Errorf("sandbox: current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
+			done <- fmt.Errorf("sandbox: new network namespace: %w", err)
+			return
+		}
+		dev, openErr := tap.Open("eth0")
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked: it is in the wrong namespace and must not be reused.
+			if dev != nil {
+				dev.Close()
+			}
+			ns.Close()
+			done <- fmt.Errorf("sandbox: return to the agent's network namespace: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		if openErr != nil {
+			ns.Close()
+			done <- fmt.Errorf("sandbox: open TAP eth0: %w", openErr)
+			return
+		}
+		sb.ns, sb.dev = ns, dev
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			sb.Close()
+		}
+	}()
+	if err := configure(sb.ns, cfg); err != nil {
+		return nil, err
+	}
+	return &sb, nil
+}
+
+// configure sets up lo and eth0 inside ns through a netlink socket opened in ns.
+func configure(ns netns.NsHandle, cfg Config) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("sandbox: netlink in pod namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("sandbox: find lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("sandbox: set lo up: %w", err)
+	}
+	eth, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("sandbox: find eth0: %w", err)
+	}
+	if len(cfg.MAC) > 0 {
+		if err := h.LinkSetHardwareAddr(eth, cfg.MAC); err != nil {
+			return fmt.Errorf("sandbox: set eth0 address %v: %w", cfg.MAC, err)
+		}
+	}
+	if err := h.LinkSetMTU(eth, cfg.MTU); err != nil {
+		return fmt.Errorf("sandbox: set eth0 MTU %d: %w", cfg.MTU, err)
+	}
+	if err := h.LinkSetUp(eth); err != nil {
+		return fmt.Errorf("sandbox: set eth0 up: %w", err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: cfg.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	if err := h.AddrAdd(eth, addr); err != nil {
+		return fmt.Errorf("sandbox: add %v/32 to eth0: %w", cfg.IP, err)
+	}
+	gw := net.IP(cfg.Gateway.AsSlice())
+	if err := h.RouteAdd(&netlink.Route{
+		LinkIndex: eth.Attrs().Index,
+		Dst:       &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)},
+		Scope:     netlink.SCOPE_LINK,
+	}); err != nil {
+		return fmt.Errorf("sandbox: route to gateway %v: %w", cfg.Gateway, err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("sandbox: default route via %v: %w", cfg.Gateway, err)
+	}
+	return nil
+}
+
+// TAP returns the pod's TAP device. The sandbox keeps ownership: Close closes it.
+func (sb *Sandbox) TAP() *tap.Device { return sb.dev }
+
+// NetNS returns a descriptor of the pod's network namespace, valid until Close.
+func (sb *Sandbox) NetNS() int { return int(sb.ns) }
+
+// Close releases the TAP device and the namespace descriptor. The namespace itself goes away
+// when no process runs in it any more.
+func (sb *Sandbox) Close() error {
+	var errs []error
+	if sb.dev != nil {
+		errs = append(errs, sb.dev.Close())
+		sb.dev = nil
+	}
+	if sb.ns.IsOpen() {
+		errs = append(errs, sb.ns.Close())
+		sb.ns = netns.None()
+	}
+	return errors.Join(errs...)
+}

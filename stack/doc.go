@@ -1,0 +1,71 @@
+// Package stack is a node's data path: it joins the pods' links (Ports,
+// normally TAP devices with a virtio-net header) and terminates whatever ends
+// on the node in a gVisor netstack.
+//
+// # Two paths
+//
+// Measurements on this project's development machine (DESIGN.md, "Data path")
+// show that moving a frame between two vnet-header TAPs is cheap and that
+// routing the same frames through gVisor's IP layer is an order of magnitude
+// slower. So every frame read from a pod takes one of two paths:
+//
+//   - The fast path, for IPv4 from a pod to another pod attached to this
+//     Stack. The reader goroutine of the source port looks the destination up
+//     in an immutable table (swapped with atomic.Pointer when pods come and
+//     go), rewrites the Ethernet addresses (src GatewayMAC, dst PodMAC of the
+//     destination), decrements the TTL with an incremental header checksum
+//     update and writes the frame to the destination port. The
+//     virtio_net_hdr is passed through untouched: a GSO super-frame of up to
+//     64 KiB stays whole, and its csum_start/csum_offset remain valid because
+//     the Ethernet header keeps its length. There is no per-frame allocation,
+//     no lock of the Stack's and no call into gVisor; the cost is close to a
+//     plain copy.
+//
+//   - The stack path, for what ends on the node: traffic to the gateway
+//     address, to anything outside the node's pods, IPv6 (not carried yet:
+//     the netstack has only IPv4, so it drops it). Each pod has a NIC in
+//     one gVisor stack, bound to a link endpoint of this package (not
+//     fdbased, which handles neither vnet headers nor one-frame-per-call
+//     ports well): it strips the Ethernet header inbound, accepts TCP GSO
+//     super-frames whole (gVisor's TCP takes segments larger than the MSS),
+//     splits UDP GSO frames into datagrams and trusts the pod kernel's
+//     checksums (CapabilityRXChecksumOffload: a pod's frames never cross a
+//     wire). Outbound it adds the Ethernet header and a virtio_net_hdr that
+//     carries gVisor's host GSO (TCP segments up to 64 KiB with a partial
+//     checksum, completed or segmented by the pod's kernel).
+//
+// Before either path, ARP requests are answered with GatewayMAC (the pod
+// routes everything via the gateway, so it only ever needs that MAC), and
+// IPv4 whose source is not the port's pod IP is dropped (anti-spoofing).
+// Multicast, broadcast, loopback and unspecified destinations, and ICMP echo
+// requests to anything but the gateway or a local pod, are dropped rather
+// than answered by the promiscuous netstack on behalf of hosts it cannot
+// reach.
+//
+// # What ends on the node
+//
+// Every pod NIC carries the gateway address and is promiscuous with spoofing
+// enabled, so the TCP and UDP forwarders see connections to any address.
+// Connections to the gateway are forwarded to Options.HostLoopback on the
+// same port; connections to ClusterPrefixes or the PodCIDR (pods that are not
+// attached here) are refused with a TCP RST or an ICMP port unreachable;
+// everything else is dialled through Options.HostDialer, so it leaves with
+// the host's address (SNAT), and the two connections are spliced, with TCP
+// half-closes carried across. ICMP echo to the gateway is answered by gVisor.
+// Peers cannot grow state without bound: the number of TCP handshakes in
+// progress (Options.MaxPendingHandshakes), of spliced TCP connections
+// (Options.MaxHostConns) and of UDP flows (Options.MaxUDPFlows) is capped, and
+// UDP flows expire after Options.UDPIdleTimeout without traffic.
+//
+// The netstack runs with SACK, RACK, CUBIC, receive-buffer moderation and
+// send and receive buffers of up to 8 MiB.
+//
+// # Rules
+//
+// The packet path counts (Stats); it does not log. Every goroutine the Stack
+// starts is owned by it: DetachPod stops and waits for the pod's reader, and
+// Close cancels and waits for all of them.
+//
+// This package never imports Kubernetes packages and knows nothing of
+// Kubernetes objects: it is given addresses and ports by the node agent.
+package stack

@@ -1,0 +1,477 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	netstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// Defaults of the Options limits.
+const (
+	DefaultMTU                  = 1500
+	DefaultMaxPendingHandshakes = 256
+	DefaultMaxHostConns         = 4096
+	DefaultMaxUDPFlows          = 1024
+	DefaultUDPIdleTimeout       = 30 * time.Second
+	DefaultHostDialTimeout      = 30 * time.Second
+)
+
+// HostDialer opens host connections for egress; *net.Dialer satisfies it.
+type HostDialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Options configure a Stack. PodCIDR and Gateway are required; every other
+// field has a usable zero value.
+type Options struct {
+	// Logger receives control-plane events (a port that failed, a
+	// connection that could not be set up); the packet path only counts. If
+	// nil, nothing is logged.
+	Logger *slog.Logger
+
+	// PodCIDR is this node's IPv4 pod range, e.g. 10.244.1.0/24. Attached
+	// pods must have addresses in it.
+	PodCIDR netip.Prefix
+
+	// Gateway is the node's gateway address in PodCIDR, conventionally its
+	// first host address (10.244.1.1). The Stack owns it: pods route
+	// everything through it, it answers ICMP echo, and connections to it
+	// go to HostLoopback.
+	Gateway netip.Addr
+
+	// ClusterPrefixes are the cluster and service CIDRs. Connections from
+	// pods to them that reach the netstack are never forwarded to the host:
+	// TCP gets a RST, UDP an ICMP port unreachable. PodCIDR is always
+	// treated as one of them (except the Gateway).
+	ClusterPrefixes []netip.Prefix
+
+	// MTU is the pods' MTU; 0 means DefaultMTU (1500).
+	MTU int
+
+	// HostLoopback is where connections from pods to Gateway:port go, on
+	// the same port. If it is the zero Addr, 127.0.0.1.
+	HostLoopback netip.Addr
+
+	// HostDialer opens the host side of every forwarded connection
+	// (network "tcp" or "udp", address "ip:port"). If nil, &net.Dialer{}.
+	HostDialer HostDialer
+
+	// MaxPendingHandshakes bounds the TCP connections from pods being set up
+	// (the host dial in progress); further SYNs are ignored until one
+	// completes, and the pod retransmits. 0 means
+	// DefaultMaxPendingHandshakes (256).
+	MaxPendingHandshakes int
+
+	// MaxHostConns bounds the TCP connections spliced to the host,
+	// including those being set up; further connections are reset. Each
+	// costs two goroutines and up to twice the netstack's 8 MiB buffers.
+	// 0 means DefaultMaxHostConns (4096).
+	MaxHostConns int
+
+	// MaxUDPFlows bounds the UDP flows relayed through host sockets;
+	// datagrams of further flows are dropped. 0 means DefaultMaxUDPFlows
+	// (1024).
+	MaxUDPFlows int
+
+	// UDPIdleTimeout is how long a UDP flow lives without a datagram in
+	// either direction. 0 means DefaultUDPIdleTimeout (30 s).
+	UDPIdleTimeout time.Duration
+
+	// HostDialTimeout bounds each host dial. 0 means
+	// DefaultHostDialTimeout (30 s).
+	HostDialTimeout time.Duration
+}
+
+// Stack is a node's data path. Its methods are safe for concurrent use.
+type Stack struct {
+	opts    Options // normalized: every default filled in
+	log     *slog.Logger
+	gw4     [4]byte
+	gwMAC   [6]byte
+	refuse  []netip.Prefix // PodCIDR and ClusterPrefixes
+	ns      *netstack.Stack
+	framebs sync.Pool // of *[]byte of MaxFrameLen, for podLink.WritePackets
+
+	// pods is the snapshot the readers use; it is replaced under mu.
+	pods atomic.Pointer[podTable]
+
+	mu      sync.Mutex       // guards byIP, closed, retired
+	byIP    map[[4]byte]*pod // the attached pods
+	closed  bool
+	retired Stats // frame counters of detached pods
+
+	// Egress goroutines (forwarded connections) are tracked in egressWG;
+	// egressMu orders their start against Close.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	egressMu   sync.Mutex // guards egressDone, taken around egressWG.Add
+	egressDone bool
+	egressWG   sync.WaitGroup
+	hostConns  chan struct{} // semaphore of MaxHostConns
+	egress     egressCounters
+}
+
+// pod is one attached pod.
+type pod struct {
+	ip    netip.Addr
+	ip4   [4]byte
+	mac   [6]byte
+	port  Port
+	nicID tcpip.NICID
+	link  *podLink
+	done  chan struct{} // closed when the reader has returned
+
+	// ctx is cancelled when the pod is detached; it ends the pod's
+	// forwarded connections.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	stopping atomic.Bool // set before the Stack closes the port
+	ctr      counters
+}
+
+// New creates a Stack. It starts no goroutines until pods are attached.
+func New(opts Options) (*Stack, error) {
+	if err := normalize(&opts); err != nil {
+		return nil, fmt.Errorf("new stack: %w", err)
+	}
+	s := &Stack{
+		opts:      opts,
+		log:       opts.Logger,
+		gw4:       opts.Gateway.As4(),
+		gwMAC:     macFor(opts.Gateway),
+		refuse:    append([]netip.Prefix{opts.PodCIDR}, opts.ClusterPrefixes...),
+		byIP:      make(map[[4]byte]*pod),
+		hostConns: make(chan struct{}, opts.MaxHostConns),
+	}
+	s.framebs.New = func() any {
+		b := make([]byte, MaxFrameLen)
+		return &b
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ns = netstack.New(netstack.Options{
+		NetworkProtocols:   []netstack.NetworkProtocolFactory{ipv4.NewProtocol},
+		TransportProtocols: []netstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+	})
+	if err := tuneTCP(s.ns); err != nil {
+		s.ns.Destroy()
+		return nil, fmt.Errorf("new stack: %w", err)
+	}
+	s.installForwarders()
+	return s, nil
+}
+
+// normalize validates opts and fills in defaults.
+func normalize(o *Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !o.PodCIDR.IsValid() || !o.PodCIDR.Addr().Is4() {
+		return fmt.Errorf("PodCIDR %v: want an IPv4 prefix", o.PodCIDR)
+	}
+	o.PodCIDR = o.PodCIDR.Masked()
+	o.Gateway = o.Gateway.Unmap()
+	if !o.Gateway.Is4() || !o.PodCIDR.Contains(o.Gateway) || o.Gateway == o.PodCIDR.Addr() {
+		return fmt.Errorf("Gateway %v: want a host address in PodCIDR %v", o.Gateway, o.PodCIDR)
+	}
+	prefixes := make([]netip.Prefix, 0, len(o.ClusterPrefixes))
+	for _, p := range o.ClusterPrefixes {
+		if !p.IsValid() {
+			return fmt.Errorf("ClusterPrefixes: invalid prefix %v", p)
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	o.ClusterPrefixes = prefixes
+	if o.MTU == 0 {
+		o.MTU = DefaultMTU
+	}
+	if o.MTU < 576 || o.MTU > 65535-ethLen {
+		return fmt.Errorf("MTU %d: want 576 to %d", o.MTU, 65535-ethLen)
+	}
+	if !o.HostLoopback.IsValid() {
+		o.HostLoopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	if o.HostDialer == nil {
+		o.HostDialer = &net.Dialer{}
+	}
+	if o.MaxPendingHandshakes <= 0 {
+		o.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+	}
+	if o.MaxHostConns <= 0 {
+		o.MaxHostConns = DefaultMaxHostConns
+	}
+	if o.MaxUDPFlows <= 0 {
+		o.MaxUDPFlows = DefaultMaxUDPFlows
+	}
+	if o.UDPIdleTimeout <= 0 {
+		o.UDPIdleTimeout = DefaultUDPIdleTimeout
+	}
+	if o.HostDialTimeout <= 0 {
+		o.HostDialTimeout = DefaultHostDialTimeout
+	}
+	return nil
+}
+
+// tuneTCP applies the netstack settings that matter for throughput.
+func tuneTCP(ns *netstack.Stack) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	recovery := tcpip.TCPRACKLossDetection
+	cc := tcpip.CongestionControlOption("cubic")
+	moderate := tcpip.TCPModerateReceiveBufferOption(true)
+	send := tcpip.TCPSendBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	recv := tcpip.TCPReceiveBufferSizeRangeOption{Min: 4 << 10, Default: 1 << 20, Max: 8 << 20}
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &recovery, &cc, &moderate, &send, &recv} {
+		if err := ns.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("set TCP option %T: %s", opt, err)
+		}
+	}
+	return nil
+}
+
+// AttachPod joins port, the link of the pod with address ip, to the Stack
+// and starts its reader. ip must be in PodCIDR, not the gateway, and not
+// attached already. On success the Stack owns port and closes it in
+// DetachPod or Close; on error the caller keeps it.
+func (s *Stack) AttachPod(ip netip.Addr, port Port) error {
+	ip = ip.Unmap()
+	if err := s.attach(ip, port); err != nil {
+		return fmt.Errorf("attach pod %v: %w", ip, err)
+	}
+	return nil
+}
+
+func (s *Stack) attach(ip netip.Addr, port Port) error {
+	if port == nil {
+		return errors.New("nil port")
+	}
+	if !ip.Is4() || !s.opts.PodCIDR.Contains(ip) {
+		return fmt.Errorf("address not in pod CIDR %v", s.opts.PodCIDR)
+	}
+	if ip == s.opts.Gateway || ip == s.opts.PodCIDR.Addr() {
+		return fmt.Errorf("address reserved in pod CIDR %v", s.opts.PodCIDR)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return net.ErrClosed
+	}
+	ip4 := ip.As4()
+	if _, ok := s.byIP[ip4]; ok {
+		return errors.New("address already attached")
+	}
+	p := &pod{
+		ip:   ip,
+		ip4:  ip4,
+		mac:  macFor(ip),
+		port: port,
+		done: make(chan struct{}),
+	}
+	p.ctx, p.cancel = context.WithCancel(s.ctx)
+	p.link = &podLink{port: port, podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr}
+	p.link.mtu.Store(uint32(s.opts.MTU))
+
+	p.nicID = s.ns.NextNICID()
+	if err := s.addNIC(p); err != nil {
+		p.cancel()
+		return err
+	}
+	s.byIP[ip4] = p
+	s.publishLocked()
+	go s.read(p)
+	return nil
+}
+
+// addNIC creates p's NIC: the gateway address, promiscuous with spoofing so
+// the forwarders see connections to any address, and a route to the pod.
+func (s *Stack) addNIC(p *pod) error {
+	if err := s.ns.CreateNICWithOptions(p.nicID, p.link, netstack.NICOptions{Name: "pod-" + p.ip.String()}); err != nil {
+		return fmt.Errorf("create NIC: %s", err)
+	}
+	fail := func(what string, err tcpip.Error) error {
+		s.ns.RemoveNIC(p.nicID)
+		return fmt.Errorf("%s: %s", what, err)
+	}
+	if err := s.ns.SetPromiscuousMode(p.nicID, true); err != nil {
+		return fail("set promiscuous", err)
+	}
+	if err := s.ns.SetSpoofing(p.nicID, true); err != nil {
+		return fail("set spoofing", err)
+	}
+	gw := tcpip.ProtocolAddress{
+		Protocol:          ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddrFrom4(s.gw4).WithPrefix(),
+	}
+	if err := s.ns.AddProtocolAddress(p.nicID, gw, netstack.AddressProperties{}); err != nil {
+		return fail("add gateway address", err)
+	}
+	s.ns.AddRoute(tcpip.Route{Destination: tcpip.AddrFrom4(p.ip4).WithPrefix().Subnet(), NIC: p.nicID})
+	return nil
+}
+
+// publishLocked replaces the readers' snapshot with a copy of byIP.
+func (s *Stack) publishLocked() {
+	s.pods.Store(&podTable{byIP: maps.Clone(s.byIP)})
+}
+
+// DetachPod stops the reader of the pod with address ip, waits for it,
+// closes its port, removes its NIC and closes the pod's connections through
+// the host.
+func (s *Stack) DetachPod(ip netip.Addr) error {
+	ip = ip.Unmap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ip.Is4() {
+		return fmt.Errorf("detach pod %v: not attached", ip)
+	}
+	p, ok := s.byIP[ip.As4()]
+	if !ok {
+		return fmt.Errorf("detach pod %v: not attached", ip)
+	}
+	delete(s.byIP, p.ip4)
+	s.publishLocked()
+	err := s.stopLocked(p)
+	if err != nil {
+		return fmt.Errorf("detach pod %v: %w", ip, err)
+	}
+	return nil
+}
+
+// stopLocked stops an unpublished pod: ends its forwarded connections,
+// closes its port, waits for its reader, removes its NIC and keeps its
+// counters.
+func (s *Stack) stopLocked(p *pod) error {
+	p.cancel()
+	p.stopping.Store(true)
+	err := p.port.Close()
+	<-p.done
+	s.ns.RemoveNIC(p.nicID)
+	p.ctr.addTo(&s.retired)
+	if err != nil {
+		return fmt.Errorf("close port: %w", err)
+	}
+	return nil
+}
+
+// read is p's reader: it moves every frame from p's port to its destination
+// until the port fails or is closed.
+func (s *Stack) read(p *pod) {
+	defer close(p.done)
+	buf := make([]byte, MaxFrameLen)
+	var reply [arpReplyLen]byte
+	for {
+		n, err := p.port.ReadFrame(buf)
+		if err != nil {
+			if !p.stopping.Load() {
+				s.log.Warn("pod port failed; no longer reading it", "pod", p.ip, "err", err)
+			}
+			return
+		}
+		s.handleFrame(p, buf[:n], &reply)
+	}
+}
+
+// handleFrame is the per-frame work of p's reader. reply is scratch space
+// for ARP replies.
+func (s *Stack) handleFrame(p *pod, frame []byte, reply *[arpReplyLen]byte) {
+	v, dst := classify(frame, p.ip4, s.gw4, s.pods.Load())
+	switch v {
+	case verdictForward:
+		rewriteForward(frame, &dst.mac, &s.gwMAC)
+		if err := dst.port.WriteFrame(frame); err != nil {
+			p.ctr.writeErrors.Add(1)
+			return
+		}
+		p.ctr.fastPathFrames.Add(1)
+		p.ctr.fastPathBytes.Add(uint64(len(frame) - vnetLen))
+		return
+	case verdictARPReply:
+		n := buildARPReply(reply[:], frame, s.gwMAC)
+		if err := p.port.WriteFrame(reply[:n]); err != nil {
+			p.ctr.writeErrors.Add(1)
+			return
+		}
+	case verdictStack:
+		v = p.link.deliver(frame)
+	}
+	p.ctr.count(v)
+}
+
+// DialContextTCP opens a TCP connection from the gateway address to dst, an
+// attached pod (readiness and liveness probes use it).
+func (s *Stack) DialContextTCP(ctx context.Context, dst netip.AddrPort) (net.Conn, error) {
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if !dst.Addr().Is4() {
+		return nil, fmt.Errorf("dial %v: not an IPv4 address", dst)
+	}
+	addr := tcpip.FullAddress{Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
+	c, err := gonet.DialContextTCP(ctx, s.ns, addr, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, err // gonet's *net.OpError names the operation and address
+	}
+	return c, nil
+}
+
+// Stats returns the counters.
+func (s *Stack) Stats() Stats {
+	s.mu.Lock()
+	st := s.retired
+	for _, p := range s.byIP {
+		p.ctr.addTo(&st)
+	}
+	s.mu.Unlock()
+	st.HostTCPConns = s.egress.tcpConns.Load()
+	st.HostTCPActive = s.egress.tcpActive.Load()
+	st.HostUDPFlows = s.egress.udpFlows.Load()
+	st.HostUDPActive = s.egress.udpActive.Load()
+	st.Refused = s.egress.refused.Load()
+	st.HostDialErrors = s.egress.dialErrors.Load()
+	st.LimitDrops = s.egress.limitDrops.Load() + s.ns.Stats().TCP.ForwardMaxInFlightDrop.Value()
+	return st
+}
+
+// Close detaches every pod, closes every forwarded connection and the
+// netstack, and waits for every goroutine the Stack started. It returns the
+// first error from closing a port. Close is idempotent.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	pods := s.byIP
+	s.byIP = make(map[[4]byte]*pod)
+	s.publishLocked()
+	var errs []error
+	for _, p := range pods {
+		if err := s.stopLocked(p); err != nil {
+			errs = append(errs, fmt.Errorf("detach pod %v: %w", p.ip, err))
+		}
+	}
+	s.mu.Unlock()
+
+	// No reader runs any more, so no new UDP flow starts; TCP handshakes
+	// in progress see the cancellation or the closed gate.
+	s.cancel()
+	s.egressMu.Lock()
+	s.egressDone = true
+	s.egressMu.Unlock()
+	s.egressWG.Wait()
+	s.ns.Destroy()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,123 @@
+package stack
+
+import "sync/atomic"
+
+// Stats are the Stack's counters since New. Frame counters cover attached
+// and detached pods alike.
+type Stats struct {
+	// FastPathFrames and FastPathBytes count frames forwarded from one pod
+	// to another without the netstack (a GSO super-frame counts once).
+	FastPathFrames uint64
+	FastPathBytes  uint64
+	// ToStackFrames counts frames from pods handed to the netstack (a UDP
+	// GSO frame counts once).
+	ToStackFrames uint64
+	// FromStackFrames counts frames the netstack wrote to pods.
+	FromStackFrames uint64
+	// ARPReplies counts ARP requests answered with GatewayMAC.
+	ARPReplies uint64
+
+	// DroppedSpoofed counts IPv4 frames whose source was not the address of
+	// the pod that sent them.
+	DroppedSpoofed uint64
+	// DroppedTTL counts frames to a local pod that arrived with TTL <= 1.
+	DroppedTTL uint64
+	// DroppedNoRoute counts frames to destinations the node does not route:
+	// multicast, broadcast, loopback and 0.0.0.0/8, and ICMP echo requests to
+	// addresses other than the gateway and local pods.
+	DroppedNoRoute uint64
+	// DroppedBadFrame counts frames too short or with a malformed header.
+	DroppedBadFrame uint64
+	// DroppedUnsupported counts frames the node does not carry: EtherTypes
+	// other than IPv4, IPv6 and ARP; ARP other than requests for another
+	// address; GSO types other than TCP and UDP (USO over IPv4).
+	DroppedUnsupported uint64
+	// DroppedWrite counts frames lost because WriteFrame of the destination
+	// port failed, on the fast path and from the netstack.
+	DroppedWrite uint64
+
+	// HostTCPConns counts TCP connections from pods spliced to host
+	// connections; HostTCPActive is how many are open now.
+	HostTCPConns  uint64
+	HostTCPActive int64
+	// HostUDPFlows counts UDP flows from pods relayed through host sockets;
+	// HostUDPActive is how many are open now.
+	HostUDPFlows  uint64
+	HostUDPActive int64
+	// Refused counts TCP segments answered with RST and UDP datagrams
+	// answered with ICMP port unreachable because their destination is in
+	// the cluster prefixes or the pod CIDR.
+	Refused uint64
+	// HostDialErrors counts host connections that could not be established
+	// (the pod gets a RST, or the UDP flow is dropped).
+	HostDialErrors uint64
+	// LimitDrops counts connection attempts and UDP flows turned away
+	// because Options.MaxPendingHandshakes, MaxHostConns or MaxUDPFlows was
+	// reached.
+	LimitDrops uint64
+}
+
+// counters are one pod's frame counters. The hot ones are written only by
+// the pod's reader goroutine; fromStack* are written by the netstack.
+type counters struct {
+	fastPathFrames atomic.Uint64
+	fastPathBytes  atomic.Uint64
+	toStack        atomic.Uint64
+	arpReplies     atomic.Uint64
+	spoofed        atomic.Uint64
+	ttl            atomic.Uint64
+	noRoute        atomic.Uint64
+	badFrame       atomic.Uint64
+	unsupported    atomic.Uint64
+	writeErrors    atomic.Uint64
+
+	_               [64]byte // keep the netstack's writes off the reader's cache lines
+	fromStack       atomic.Uint64
+	fromStackErrors atomic.Uint64
+}
+
+// count adds one frame with verdict v.
+func (c *counters) count(v verdict) {
+	switch v {
+	case verdictStack:
+		c.toStack.Add(1)
+	case verdictARPReply:
+		c.arpReplies.Add(1)
+	case verdictBadFrame:
+		c.badFrame.Add(1)
+	case verdictSpoofed:
+		c.spoofed.Add(1)
+	case verdictTTL:
+		c.ttl.Add(1)
+	case verdictNoRoute:
+		c.noRoute.Add(1)
+	case verdictUnsupported:
+		c.unsupported.Add(1)
+	}
+}
+
+// addTo adds c's counts to s.
+func (c *counters) addTo(s *Stats) {
+	s.FastPathFrames += c.fastPathFrames.Load()
+	s.FastPathBytes += c.fastPathBytes.Load()
+	s.ToStackFrames += c.toStack.Load()
+	s.FromStackFrames += c.fromStack.Load()
+	s.ARPReplies += c.arpReplies.Load()
+	s.DroppedSpoofed += c.spoofed.Load()
+	s.DroppedTTL += c.ttl.Load()
+	s.DroppedNoRoute += c.noRoute.Load()
+	s.DroppedBadFrame += c.badFrame.Load()
+	s.DroppedUnsupported += c.unsupported.Load()
+	s.DroppedWrite += c.writeErrors.Load() + c.fromStackErrors.Load()
+}
+
+// egressCounters are the Stack-wide counters of host connections.
+type egressCounters struct {
+	tcpConns   atomic.Uint64
+	tcpActive  atomic.Int64
+	udpFlows   atomic.Uint64
+	udpActive  atomic.Int64
+	refused    atomic.Uint64
+	dialErrors atomic.Uint64
+	limitDrops atomic.Uint64
+}

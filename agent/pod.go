@@ -85,20 +85,32 @@ func (p *pod) run(ctx context.Context) {
 	}
 	p.mu.Unlock()
 
-	start := time.Now()
-	err := p.setupNetwork()
-	if err != nil {
-		log.Error("pod network setup failed", "err", err)
+	// A failed setup is retried with back-off, as a kubelet retries a pod sandbox.
+	var setup time.Duration
+	for backoff := restartBackoffBase; ; backoff = min(2*backoff, restartBackoffMax) {
+		start := time.Now()
+		err := p.setupNetwork()
+		if err == nil {
+			setup = time.Since(start)
+			break
+		}
+		log.Error("pod network setup failed", "err", err, "retry", backoff)
 		p.mu.Lock()
-		p.status.Phase = corev1.PodFailed
 		p.status.Reason = "NetworkSetupFailed"
 		p.status.Message = err.Error()
 		p.mu.Unlock()
 		p.publish()
-		p.teardown(0)
-		return
+		select {
+		case <-p.stopc:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
 	}
-	setup := time.Since(start)
+	p.mu.Lock()
+	p.status.Reason, p.status.Message = "", ""
+	p.mu.Unlock()
 	p.a.metrics.podSetup.Observe(setup.Seconds())
 	log.Info("pod network ready", "ip", p.ip, "setup", setup)
 

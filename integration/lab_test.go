@@ -154,7 +154,7 @@ type labRun struct {
 }
 
 func (l *labRun) podnet(args ...string) (string, error) {
-	cmd := exec.Command(podnetBin, append(args, "--name", l.name)...)
+	cmd := exec.Command(podnetBin, append([]string{"--name", l.name}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -164,11 +164,12 @@ func (l *labRun) podnet(args ...string) (string, error) {
 	return out.String(), nil
 }
 
-func (l *labRun) must(args ...string) string {
-	l.t.Helper()
+// must runs podnet and fails t (the calling test or subtest) if it fails.
+func (l *labRun) must(t *testing.T, args ...string) string {
+	t.Helper()
 	out, err := l.podnet(args...)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out
 }
@@ -176,7 +177,7 @@ func (l *labRun) must(args ...string) string {
 func (l *labRun) pods() map[string]*corev1.Pod {
 	l.t.Helper()
 	var list struct{ Items []*corev1.Pod }
-	if err := json.Unmarshal([]byte(l.must("get", "pods", "-A", "-o", "json")), &list); err != nil {
+	if err := json.Unmarshal([]byte(l.must(l.t, "get", "pods", "-A", "-o", "json")), &list); err != nil {
 		l.t.Fatalf("decode pods: %v", err)
 	}
 	m := map[string]*corev1.Pod{}
@@ -238,7 +239,7 @@ func startLab(t *testing.T, manifest string) *labRun {
 			t.Errorf("lab down: %v", err)
 		}
 	})
-	l.must("lab", "up", "-f", file, "--timeout", "60s")
+	l.must(t, "lab", "up", "-f", file, "--timeout", "60s")
 	return l
 }
 
@@ -267,55 +268,55 @@ func TestSameNodePods(t *testing.T) {
 	if server.Status.PodIP == client.Status.PodIP {
 		t.Fatalf("two pods share IP %s", server.Status.PodIP)
 	}
-	wide := l.must("get", "pods", "-o", "wide")
+	wide := l.must(t, "get", "pods", "-o", "wide")
 	if !strings.Contains(wide, server.Status.PodIP) || !strings.Contains(wide, "node-a") {
 		t.Errorf("get pods -o wide lacks IP or node:\n%s", wide)
 	}
 
 	t.Run("curl keeps the client's pod IP", func(t *testing.T) {
-		out := l.must("exec", "client", "--", "curl", "-sS", "--max-time", "5", "http://"+server.Status.PodIP+"/clientip")
+		out := l.must(t, "exec", "client", "--", "curl", "-sS", "--max-time", "5", "http://"+server.Status.PodIP+"/clientip")
 		if strings.TrimSpace(out) != client.Status.PodIP {
 			t.Errorf("/clientip = %q, want the client's pod IP %s", out, client.Status.PodIP)
 		}
-		out = l.must("exec", "client", "--", "curl", "-sS", "--max-time", "5", "http://"+server.Status.PodIP+"/")
+		out = l.must(t, "exec", "client", "--", "curl", "-sS", "--max-time", "5", "http://"+server.Status.PodIP+"/")
 		if strings.TrimSpace(out) != "server" {
 			t.Errorf("/ = %q, want the server's pod name", out)
 		}
 	})
 	t.Run("ping", func(t *testing.T) {
-		l.must("exec", "client", "--", "ping", "-c", "2", "-W", "2", server.Status.PodIP)
-		gw := l.must("exec", "client", "--", "sh", "-c", "ip route show default | awk '{print $3}'")
-		l.must("exec", "client", "--", "ping", "-c", "1", "-W", "2", strings.TrimSpace(gw))
+		l.must(t, "exec", "client", "--", "ping", "-c", "2", "-W", "2", server.Status.PodIP)
+		gw := l.must(t, "exec", "client", "--", "sh", "-c", "ip route show default | awk '{print $3}'")
+		l.must(t, "exec", "client", "--", "ping", "-c", "1", "-W", "2", strings.TrimSpace(gw))
 	})
 	t.Run("UDP round trip", func(t *testing.T) {
 		self, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := l.must("exec", "client", "--", "env", "PODNET_TEST_UDP_CLIENT="+server.Status.PodIP+":7001", self)
+		out := l.must(t, "exec", "client", "--", "env", "PODNET_TEST_UDP_CLIENT="+server.Status.PodIP+":7001", self)
 		if strings.TrimSpace(out) != "server" {
 			t.Errorf("UDP answer %q, want the server's pod name", out)
 		}
 	})
 	t.Run("localhost between containers", func(t *testing.T) {
-		out := l.must("exec", "duo", "-c", "sidecar", "--", "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/")
+		out := l.must(t, "exec", "duo", "-c", "sidecar", "--", "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/")
 		if strings.TrimSpace(out) != "duo" {
 			t.Errorf("localhost:8080 from the sidecar = %q, want duo", out)
 		}
-		logs := l.must("logs", "duo", "-c", "sidecar")
+		logs := l.must(t, "logs", "duo", "-c", "sidecar")
 		if !strings.Contains(logs, "hello from the sidecar") {
 			t.Errorf("sidecar logs = %q", logs)
 		}
 	})
 	t.Run("pod reaches the host", func(t *testing.T) {
-		gw := strings.TrimSpace(l.must("exec", "client", "--", "sh", "-c", "ip route show default | awk '{print $3}'"))
-		out := l.must("exec", "client", "--", "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s:%d/", gw, hostPort))
+		gw := strings.TrimSpace(l.must(t, "exec", "client", "--", "sh", "-c", "ip route show default | awk '{print $3}'"))
+		out := l.must(t, "exec", "client", "--", "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s:%d/", gw, hostPort))
 		if !strings.HasPrefix(out, "host saw 127.0.0.1:") {
 			t.Errorf("host server answered %q", out)
 		}
 	})
 	t.Run("environment and resolv.conf", func(t *testing.T) {
-		out := l.must("exec", "client", "--", "sh", "-c", "echo $POD_NAME $POD_NAMESPACE $POD_IP $NODE_NAME; cat /etc/resolv.conf")
+		out := l.must(t, "exec", "client", "--", "sh", "-c", "echo $POD_NAME $POD_NAMESPACE $POD_IP $NODE_NAME; cat /etc/resolv.conf")
 		want := fmt.Sprintf("client default %s node-a", client.Status.PodIP)
 		if !strings.HasPrefix(out, want) || !strings.Contains(out, "nameserver 10.96.0.10") ||
 			!strings.Contains(out, "search default.svc.cluster.local svc.cluster.local cluster.local") || !strings.Contains(out, "ndots:5") {
@@ -342,7 +343,7 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 	l := startLab(t, sameNodeLab)
 	ipBefore := l.pods()["server"].Status.PodIP
 
-	st := l.must("lab", "status")
+	st := l.must(t, "lab", "status")
 	var pid int
 	for _, line := range strings.Split(st, "\n") {
 		if strings.HasPrefix(line, "State:") {
@@ -364,11 +365,11 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("processes outlived a SIGKILLed daemon:\n%s", got)
 	}
 
-	l.must("lab", "up", "--timeout", "60s")
+	l.must(t, "lab", "up", "--timeout", "60s")
 	if ip := l.pods()["server"].Status.PodIP; ip != ipBefore {
 		t.Errorf("server pod IP after restart = %s, want it kept: %s", ip, ipBefore)
 	}
-	l.must("lab", "down")
+	l.must(t, "lab", "down")
 	before.check(t, snapshot(t))
 	if _, err := os.Stat(filepath.Join("/run/podnet", l.name)); !os.IsNotExist(err) {
 		t.Errorf("state directory left behind: %v", err)

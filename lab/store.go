@@ -651,7 +651,7 @@ func templateHash(t *corev1.PodTemplateSpec) string {
 func safeEncode(s string) string {
 	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
 	out := make([]byte, len(s))
-	for i := range s {
+	for i := 0; i < len(s); i++ {
 		out[i] = alphabet[int(s[i])%len(alphabet)]
 	}
 	return string(out)

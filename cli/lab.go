@@ -10,8 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/lab"
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 func newLabCommand(g *globals) *cobra.Command {
@@ -57,14 +60,17 @@ pods and a client pod. A lab that was killed is cleaned up and resumed from its 
 			if g.name != lab.DefaultName {
 				flag = " --name " + g.name
 			}
+			client, server := "client", "<pod IP>"
+			if objs, err := c.Get(cluster.KindPod, "", ""); err == nil {
+				client, server = pickTryPods(objs)
+			}
 			fmt.Fprintf(g.stdout, `Try:
-  podnet get pods -o wide%[1]s                        # every pod has its own IP
-  podnet exec%[1]s client -- curl -s http://<pod IP>/clientip   # the server sees the client's pod IP
-  podnet exec%[1]s client -- ping -c 3 <pod IP>
-  podnet logs%[1]s <pod>
+  podnet get pods -o wide%[1]s
+  podnet exec%[1]s %[2]s -- curl -s http://%[3]s/clientip    # the server sees the caller's pod IP
+  podnet exec%[1]s %[2]s -- ping -c 3 %[3]s
   podnet lab status%[1]s
-  podnet lab down%[1]s                                # removes everything the lab created
-`, flag)
+  podnet lab down%[1]s                                        # removes everything the lab created
+`, flag, client, server)
 			return nil
 		},
 	}
@@ -119,4 +125,32 @@ func newLabDaemonCommand(g *globals) *cobra.Command {
 			return lab.RunDaemon(ctx, lab.DaemonOptions{Name: g.name, Logger: log})
 		},
 	}
+}
+
+// pickTryPods picks a pod to run commands in (one named client if there is one) and the IP of a
+// running pod on the same node to talk to.
+func pickTryPods(objs []runtime.Object) (client, server string) {
+	client, server = "client", "<pod IP>"
+	var pods []*corev1.Pod
+	var from *corev1.Pod
+	for _, o := range objs {
+		p := o.(*corev1.Pod)
+		pods = append(pods, p)
+		if p.Name == "client" || (from == nil && p.Status.PodIP != "") {
+			from = p
+		}
+	}
+	if from == nil {
+		return client, server
+	}
+	client = from.Name
+	if from.Namespace != "default" {
+		client = "-n " + from.Namespace + " " + from.Name
+	}
+	for _, p := range pods {
+		if p != from && p.Spec.NodeName == from.Spec.NodeName && p.Status.PodIP != "" {
+			return client, p.Status.PodIP
+		}
+	}
+	return client, server
 }

@@ -67,7 +67,7 @@ and "podnet exec client -- curl http://<pod IP>/".`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&g.name, "name", lab.NameFromEnv(), "the lab to use (default from $PODNET_LAB, else \"podnet\")")
+	root.PersistentFlags().StringVar(&g.name, "name", lab.NameFromEnv(), "the lab to use ($PODNET_LAB, else \"podnet\")")
 	root.AddCommand(
 		newLabCommand(g),
 		newApplyCommand(g),

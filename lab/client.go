@@ -40,9 +40,24 @@ func NewClient(name string) *Client {
 // ErrNotRunning says that the lab's daemon does not answer.
 var ErrNotRunning = errNotRunning
 
-func (c *Client) notRunning(err error) error {
-	return fmt.Errorf("lab %q is not running (start it with: podnet lab up --name %s): %w", c.Name, c.Name, errors.Join(errNotRunning, err))
+// notRunningError says which lab does not answer and how to start it; it wraps ErrNotRunning and
+// the connection error without printing the latter.
+type notRunningError struct {
+	name string
+	err  error
 }
+
+func (e *notRunningError) Error() string {
+	flag := ""
+	if e.name != DefaultName {
+		flag = " --name " + e.name
+	}
+	return fmt.Sprintf("lab %q is not running (start it with: podnet lab up%s)", e.name, flag)
+}
+
+func (e *notRunningError) Unwrap() []error { return []error{errNotRunning, e.err} }
+
+func (c *Client) notRunning(err error) error { return &notRunningError{name: c.Name, err: err} }
 
 func (c *Client) do(method, path string, q url.Values, body io.Reader, out any) error {
 	u := "http://lab" + path

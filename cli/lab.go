@@ -113,8 +113,9 @@ func newLabStatusCommand(g *globals) *cobra.Command {
 
 // newLabDaemonCommand is the lab daemon that `lab up` starts; it is not for people to run.
 func newLabDaemonCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:    "daemon --name NAME",
+	var dir string
+	cmd := &cobra.Command{
+		Use:    "daemon --name NAME [--dir DIR]",
 		Short:  "Run a lab's daemon in the foreground (started by lab up)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
@@ -122,9 +123,11 @@ func newLabDaemonCommand(g *globals) *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			return lab.RunDaemon(ctx, lab.DaemonOptions{Name: g.name, Logger: log})
+			return lab.RunDaemon(ctx, lab.DaemonOptions{Name: g.name, Dir: dir, Logger: log})
 		},
 	}
+	cmd.Flags().StringVar(&dir, "dir", "", "the lab's state directory (default: the user's)")
+	return cmd
 }
 
 // pickTryPods picks a pod to run commands in (one named client if there is one) and the IP of a

@@ -155,7 +155,7 @@ func listenUnix(path string) (net.Listener, error) {
 		ln.Close()
 		return nil, err
 	}
-	return ln, nil
+	return ownerListener{ln}, nil
 }
 
 // syncAgents starts an agent for every node of the lab that has none and stops the agents of

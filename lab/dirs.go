@@ -36,14 +36,6 @@ func BaseDir() string {
 // StateDir is the state directory of the lab name.
 func StateDir(name string) string { return filepath.Join(BaseDir(), name) }
 
-// Mode is "root" or "rootless": how this process runs labs.
-func Mode() string {
-	if os.Geteuid() == 0 {
-		return "root"
-	}
-	return "rootless"
-}
-
 // identity is lab.json: what stays the same for the life of a lab.
 type identity struct {
 	Name string `json:"name"`
@@ -74,7 +66,7 @@ func chooseNumber(name string) int {
 		}
 	}
 	h := fnv.New32a()
-	h.Write([]byte(name))
+	fmt.Fprintf(h, "%d/%s", os.Geteuid(), name) // two users' labs of one name get different numbers
 	start := int(h.Sum32()%250) + 1
 	for i := 0; i < 250; i++ {
 		n := (start+i-1)%250 + 1

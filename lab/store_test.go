@@ -265,4 +265,3 @@ func TestFirstApplyNeedsLab(t *testing.T) {
 		t.Errorf("apply without a Lab: %v", err)
 	}
 }
-

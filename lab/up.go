@@ -51,6 +51,9 @@ func Up(opts UpOptions) (*Client, error) {
 	if c.Running() {
 		return nil, fmt.Errorf("lab %q is already running (change it with podnet apply, or stop it with podnet lab down --name %s)", opts.Name, opts.Name)
 	}
+	if err := preflight(); err != nil {
+		return nil, err
+	}
 	// Check the file before anything is created.
 	var docs []cluster.Document
 	if len(opts.Manifests) > 0 {
@@ -170,10 +173,10 @@ func startDaemon(exe, name, dir string) error {
 		return err
 	}
 	defer devnull.Close()
-	cmd := exec.Command(exe, "lab", "daemon", "--name", name)
+	cmd := exec.Command(exe, "lab", "daemon", "--name", name, "--dir", dir)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = daemonAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start lab daemon: %w", err)
 	}

@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("PODNET_TEST_UDP_CLIENT"); addr != "" {
 		os.Exit(udpClient(addr))
 	}
+	// PODNET_BIN names a prebuilt binary: the rootless run uses one built by root, since the
+	// unprivileged user has no Go toolchain or module cache of its own.
+	if podnetBin = os.Getenv("PODNET_BIN"); podnetBin != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "podnet-integration-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -71,17 +76,38 @@ func udpClient(addr string) int {
 // requireLab skips the test where a lab cannot run, naming what is missing.
 func requireLab(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipped: end-to-end lab tests run as root until the lab is rootless (issue 3); run: sudo go test ./integration/")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("skipped: /dev/net/tun is missing, so no TAP device can be made")
+	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
+		t.Skipf("skipped: cannot open /dev/net/tun (%v), so no TAP device can be made", err)
+	} else {
+		f.Close()
 	}
 	for _, tool := range []string{"ip", "curl", "ping"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipped: %s is not installed (apt-get install iproute2 curl iputils-ping)", tool)
 		}
 	}
+	if os.Geteuid() != 0 {
+		// A rootless lab needs an unprivileged user namespace.
+		cmd := exec.Command("true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Cloneflags:  syscall.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
+		}
+		if err := cmd.Run(); err != nil {
+			t.Skipf("skipped: unprivileged user namespaces are not available (%v)", err)
+		}
+	}
+}
+
+// stateBase is where this user's labs keep their state (lab.BaseDir).
+func stateBase() string {
+	if os.Geteuid() == 0 {
+		return "/run/podnet"
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "podnet")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("podnet-%d", os.Geteuid()))
 }
 
 // hostSnapshot is what a lab must leave as it found it.
@@ -239,7 +265,14 @@ func startLab(t *testing.T, manifest string) *labRun {
 			t.Errorf("lab down: %v", err)
 		}
 	})
-	l.must(t, "lab", "up", "-f", file, "--timeout", "60s")
+	out := l.must(t, "lab", "up", "-f", file, "--timeout", "60s")
+	wantMode := "root mode"
+	if os.Geteuid() != 0 {
+		wantMode = "rootless mode"
+	}
+	if !strings.Contains(out, wantMode) {
+		t.Errorf("lab up does not say %q:\n%s", wantMode, out)
+	}
 	return l
 }
 
@@ -371,7 +404,7 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 	}
 	l.must(t, "lab", "down")
 	before.check(t, snapshot(t))
-	if _, err := os.Stat(filepath.Join("/run/podnet", l.name)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(stateBase(), l.name)); !os.IsNotExist(err) {
 		t.Errorf("state directory left behind: %v", err)
 	}
 }

@@ -2,10 +2,11 @@
 // whose file descriptor the caller keeps, and the processes (containers) that run inside it.
 //
 // The design is the one of DESIGN.md's rootless section, used as root too: the caller (the node
-// agent) stays in its own network namespace and creates each pod's namespace from a locked OS
-// thread, opens the pod's TAP there and returns to its own namespace. Nothing in this package
-// touches the caller's network namespace, so it needs CAP_NET_ADMIN only over the namespaces it
-// creates — which a process has inside a user namespace of its own. No namespace is bind-mounted
+// agent) stays in its own network namespace and creates each pod's namespace on a locked OS
+// thread that opens the pod's TAP and configures the links from inside, and is then discarded
+// rather than returned to the caller's namespace. Nothing in this package touches the caller's
+// network namespace, so it needs CAP_NET_ADMIN only over the namespaces it creates — which a
+// process has inside a user namespace of its own. No namespace is bind-mounted
 // or named: a pod's network namespace lives while the sandbox holds its descriptor or a process
 // runs in it, and disappears with them (so a killed agent leaves no namespace behind).
 //
@@ -29,6 +30,7 @@ import (
 	"github.com/podnet/podnet/tap"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Config describes a pod's network.
@@ -50,70 +52,59 @@ type Sandbox struct {
 }
 
 // Create makes a new network namespace with lo up and a TAP eth0 configured from cfg.
-func Create(cfg Config) (_ *Sandbox, err error) {
+//
+// The namespace is made on an OS thread of its own, which opens the TAP and configures the links
+// from inside the new namespace and is then thrown away (its goroutine exits while locked, and the
+// Go runtime ends the thread). It never returns to the caller's namespace: that would need
+// CAP_SYS_ADMIN over the host's namespace, which a rootless agent does not have.
+func Create(cfg Config) (*Sandbox, error) {
 	if !cfg.IP.Is4() || !cfg.Gateway.Is4() {
 		return nil, fmt.Errorf("sandbox: pod IP %v and gateway %v must be IPv4 addresses", cfg.IP, cfg.Gateway)
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
-	var sb Sandbox
-	// The namespace is made and the TAP opened on a thread of our own, which then returns to the
-	// namespace it came from. If it cannot, the thread stays locked and dies with its goroutine.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("sandbox: current network namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-			done <- fmt.Errorf("sandbox: new network namespace: %w", err)
-			return
-		}
-		dev, openErr := tap.Open("eth0")
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it is in the wrong namespace and must not be reused.
-			if dev != nil {
-				dev.Close()
-			}
-			ns.Close()
-			done <- fmt.Errorf("sandbox: return to the agent's network namespace: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		if openErr != nil {
-			ns.Close()
-			done <- fmt.Errorf("sandbox: open TAP eth0: %w", openErr)
-			return
-		}
-		sb.ns, sb.dev = ns, dev
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		return nil, err
+	type result struct {
+		sb  *Sandbox
+		err error
 	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+		sb, err := createHere(cfg)
+		done <- result{sb, err}
+	}()
+	r := <-done
+	return r.sb, r.err
+}
+
+// createHere moves the calling thread into a new network namespace and sets the pod up there.
+func createHere(cfg Config) (_ *Sandbox, err error) {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("sandbox: new network namespace: %w", err)
+	}
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: open network namespace: %w", err)
+	}
+	sb := &Sandbox{ns: ns}
 	defer func() {
 		if err != nil {
 			sb.Close()
 		}
 	}()
-	if err := configure(sb.ns, cfg); err != nil {
+	if sb.dev, err = tap.Open("eth0"); err != nil {
+		return nil, fmt.Errorf("sandbox: open TAP eth0: %w", err)
+	}
+	if err := configure(cfg); err != nil {
 		return nil, err
 	}
-	return &sb, nil
+	return sb, nil
 }
 
-// configure sets up lo and eth0 inside ns through a netlink socket opened in ns.
-func configure(ns netns.NsHandle, cfg Config) error {
-	h, err := netlink.NewHandleAt(ns)
+// configure sets up lo and eth0 of the calling thread's network namespace.
+func configure(cfg Config) error {
+	h, err := netlink.NewHandle()
 	if err != nil {
 		return fmt.Errorf("sandbox: netlink in pod namespace: %w", err)
 	}

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Same-node pod-to-pod TCP throughput: kernel veth+bridge vs pasta vs podnet, one run.
-# Run as root: sudo bench/samenode.sh
+# Same-node pod-to-pod TCP throughput: kernel veth+bridge vs pasta vs podnet (root and rootless),
+# one run. Run as root: sudo bench/samenode.sh
+# pasta and rootless podnet run as the unprivileged user pnbench (created if missing); both need
+# /dev/net/tun at mode 0666 (the Debian default), which the script sets for the run and restores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +15,14 @@ LAB=pnbench
 for c in iperf3 jq ip go; do command -v "$c" >/dev/null || { echo "missing $c" >&2; exit 1; }; done
 
 TMP=$(mktemp -d /tmp/pnbench.XXXXXX)
+chmod 711 "$TMP"
 PODNET="$TMP/podnet"
+UBIN="$TMP/user/podnet"
 PIDS=()          # processes we started (killed by pid)
 PGIDS=()         # process groups we started with setsid (pasta)
 LAB_STARTED=0
+ULAB_STARTED=0
+TUN_MODE=$(stat -c %a /dev/net/tun)
 
 cleanup() {
 	set +e
@@ -25,6 +31,10 @@ cleanup() {
 	sleep 0.3
 	for g in "${PGIDS[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+	if [ "$ULAB_STARTED" = 1 ]; then
+		runuser -u pnbench -- env -i PATH="$PATH" "$UBIN" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: rootless lab down failed" >&2
+	fi
+	[ "$(stat -c %a /dev/net/tun)" = "$TUN_MODE" ] || chmod "$TUN_MODE" /dev/net/tun
 	if [ "$LAB_STARTED" = 1 ] && [ -x "$PODNET" ]; then
 		"$PODNET" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: lab down failed" >&2
 	fi
@@ -109,6 +119,9 @@ for P in 1 4; do
 	run_client "$TMP/veth-$P.json" ip netns exec "$NS_B" iperf3 -c 10.250.0.1 -J -t "$DURATION" -P "$P" || true
 	record "$SC" "$P" "$TMP/veth-$P.json"
 done
+
+[ "$TUN_MODE" = 666 ] || { echo "note: /dev/net/tun is $TUN_MODE; 0666 for this run" >&2; chmod 0666 /dev/net/tun; }
+id pnbench >/dev/null 2>&1 || useradd -r -m pnbench
 
 ############ 2. pasta (unprivileged, as user pnbench)
 echo "-- pasta" >&2
@@ -197,6 +210,25 @@ else
 	RES["$SC_N,1"]="failed: lab up: $(tail -1 "$TMP/labup.log")"; RES["$SC_N,4"]="(see above)"
 fi
 
+############ 4. podnet rootless (the same lab, run by the unprivileged user pnbench)
+echo "-- podnet rootless" >&2
+SC_R="podnet rootless (pnbench)"; SCENARIOS+=("$SC_R")
+mkdir -m 755 "$TMP/user"
+cp "$PODNET" "$UBIN"; chmod 755 "$UBIN"; chmod 644 "$TMP/lab.yaml"; cp "$TMP/lab.yaml" "$TMP/user/lab.yaml"
+asuser() { runuser -u pnbench -- env -i PATH="$PATH" "$UBIN" "$@"; }
+ULAB_STARTED=1
+if (cd / && asuser lab up -f "$TMP/user/lab.yaml" --name "$LAB") >"$TMP/ulabup.log" 2>&1; then
+	USERVER_IP=$(asuser get pod server -o json --name "$LAB" | jq -r .status.podIP)
+	sleep 1
+	for P in 1 4; do
+		run_client "$TMP/rootless-$P.json" asuser exec --name "$LAB" client -- \
+			iperf3 -c "$USERVER_IP" -J -t "$DURATION" -P "$P" || true
+		record "$SC_R" "$P" "$TMP/rootless-$P.json"
+	done
+else
+	RES["$SC_R,1"]="failed: lab up: $(tail -1 "$TMP/ulabup.log")"; RES["$SC_R,4"]="(see above)"
+fi
+
 ############ table
 echo
 printf '%-26s %-8s %-10s %s\n' scenario streams Gbit/s "ratio vs veth"
@@ -213,5 +245,13 @@ for sc in "${SCENARIOS[@]}"; do
 	done
 done
 echo
+for P in 1 4; do
+	r=${RES["$SC_R,$P"]:-} n=${RES["$SC_N,$P"]:-} pa=${RES["$SC_P,$P"]:-}
+	if [[ $r =~ ^[0-9.]+$ ]] && [[ $n =~ ^[0-9.]+$ ]]; then
+		line=$(awk -v a="$r" -v b="$n" 'BEGIN{ printf "%.2fx", a/b }')
+		[[ $pa =~ ^[0-9.]+$ ]] && line="$line; rootless podnet / pasta (same user): $(awk -v a="$r" -v b="$pa" 'BEGIN{ printf "%.2fx", a/b }')"
+		echo "$P stream(s): rootless podnet / root podnet: $line"
+	fi
+done
 [[ ${RES["$SC_P,1"]} == unavailable:* ]] && echo "pasta: ${RES["$SC_P,1"]}"
 echo "loadavg (end): $(cat /proc/loadavg)"

@@ -73,17 +73,19 @@ func preflight() error {
 	cmd.SysProcAttr = daemonAttr()
 	cmd.SysProcAttr.Setsid = false
 	if err := cmd.Run(); err != nil {
-		return userNamespaceError(err)
+		return userNamespaceError(err, readSysctl)
 	}
 	return nil
 }
 
-// userNamespaceError explains why an unprivileged user namespace could not be made.
-func userNamespaceError(err error) error {
-	read := func(path string) string {
-		b, _ := os.ReadFile(path)
-		return string(bytes.TrimSpace(b))
-	}
+func readSysctl(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(bytes.TrimSpace(b))
+}
+
+// userNamespaceError explains why an unprivileged user namespace could not be made, from the
+// settings that read returns (a path under /proc/sys to its value, "" if absent).
+func userNamespaceError(err error, read func(path string) string) error {
 	const hint = "a rootless lab needs unprivileged user namespaces"
 	switch {
 	case read("/proc/sys/kernel/unprivileged_userns_clone") == "0":

@@ -25,8 +25,12 @@ const (
 	DefaultServiceCIDR   = "10.96.0.0/16"
 	DefaultClusterDomain = "cluster.local"
 	DefaultMTU           = 1500
-	MinMTU               = 1280
-	MaxMTU               = 65520
+	// DefaultHostMTU is the pod MTU when a node has an explicit address (a real host): a
+	// 1500-byte underlay less WireGuard's 80 bytes over IPv6 (60 over IPv4). Lab nodes on
+	// loopback addresses have a 65536-byte underlay, where 1500 leaves room to spare.
+	DefaultHostMTU = 1420
+	MinMTU         = 1280
+	MaxMTU         = 65520
 
 	// NodePodCIDRBits is the prefix length of each node's pod CIDR.
 	NodePodCIDRBits = 24
@@ -144,6 +148,12 @@ func setLabDefaults(spec *LabSpec) {
 	}
 	if spec.MTU == 0 {
 		spec.MTU = DefaultMTU
+		for _, n := range spec.Nodes {
+			if n.Address != "" {
+				// A node on a real host: its underlay is likely a 1500-byte link.
+				spec.MTU = DefaultHostMTU
+			}
+		}
 	}
 	if spec.DNSIP == "" {
 		if p, err := netip.ParsePrefix(spec.ServiceCIDR); err == nil && p.Addr().Is4() && p.Bits() <= maxServiceCIDRBits {

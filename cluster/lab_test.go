@@ -160,7 +160,7 @@ func TestValidateLabChange(t *testing.T) {
 	}{
 		{name: "no change"},
 		{name: "defaults spelled out", change: func(s *LabSpec) {
-			s.ClusterCIDR, s.ServiceCIDR, s.ClusterDomain, s.DNSIP, s.MTU = DefaultClusterCIDR, DefaultServiceCIDR, DefaultClusterDomain, "10.96.0.10", DefaultMTU
+			s.ClusterCIDR, s.ServiceCIDR, s.ClusterDomain, s.DNSIP, s.MTU = DefaultClusterCIDR, DefaultServiceCIDR, DefaultClusterDomain, "10.96.0.10", DefaultHostMTU
 		}},
 		{name: "nodes added and removed, upstreams changed", change: func(s *LabSpec) {
 			s.Nodes = []LabNode{{Name: "b", Address: "192.0.2.2"}, {Name: "c"}, {Name: "d", Address: "192.0.2.4"}}
@@ -173,7 +173,7 @@ func TestValidateLabChange(t *testing.T) {
 			"spec.serviceCIDR: Forbidden: cannot change from 10.96.0.0/16 to 10.2.0.0/16",
 			"spec.clusterDomain: Forbidden: cannot change from cluster.local to lab.local",
 			"spec.dnsIP: Forbidden: cannot change from 10.96.0.10 to 10.2.0.10",
-			"spec.mtu: Forbidden: cannot change from 1500 to 9000",
+			"spec.mtu: Forbidden: cannot change from 1420 to 9000",
 		}},
 		{name: "dns IP changed", change: func(s *LabSpec) { s.DNSIP = "10.96.0.53" }, want: []string{
 			"spec.dnsIP: Forbidden: cannot change from 10.96.0.10 to 10.96.0.53 while the lab runs",
@@ -245,5 +245,23 @@ func TestValidateLabBuiltInGo(t *testing.T) {
 	}
 	if errs := Validate(l); len(errs) != 0 {
 		t.Fatalf("Validate after SetDefaults: %v", errs.ToAggregate())
+	}
+}
+
+func TestDefaultMTUFollowsUnderlay(t *testing.T) {
+	for _, tc := range []struct {
+		nodes []LabNode
+		want  int
+	}{
+		{[]LabNode{{Name: "a"}, {Name: "b"}}, DefaultMTU},
+		{[]LabNode{{Name: "a"}, {Name: "b", Address: "192.0.2.2"}}, DefaultHostMTU},
+	} {
+		n, err := newLab(LabSpec{Nodes: tc.nodes}).Network()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.MTU != tc.want {
+			t.Errorf("nodes %v: default MTU %d, want %d", tc.nodes, n.MTU, tc.want)
+		}
 	}
 }

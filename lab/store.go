@@ -732,3 +732,33 @@ func setPodCondition(p *corev1.Pod, t corev1.PodConditionType) {
 		Type: t, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now(),
 	})
 }
+
+// UpdateNodeAnnotations sets annotations of a Node (a node agent publishes its WireGuard key and
+// endpoint this way). Annotations not named are kept; a Node that is gone is ignored.
+func (s *Store) UpdateNodeAnnotations(node string, ann map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.state.Nodes[node]
+	if old == nil {
+		return nil
+	}
+	same := true
+	for k, v := range ann {
+		if old.Annotations[k] != v {
+			same = false
+		}
+	}
+	if same {
+		return nil
+	}
+	next := s.state.clone()
+	n := old.DeepCopy()
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	for k, v := range ann {
+		n.Annotations[k] = v
+	}
+	next.Nodes[node] = n
+	return s.commitLocked(next)
+}

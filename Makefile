@@ -4,7 +4,7 @@
 # Both run as root on Debian (apt-get installs the packages the labs and tests use).
 
 GO      ?= go
-DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt
+DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark
 BIN     := bin/podnet
 
 .PHONY: lab test deps build unit e2e rootless-setup bench clean

@@ -23,6 +23,7 @@ import (
 
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
+	"github.com/podnet/podnet/overlay"
 	"github.com/podnet/podnet/sandbox"
 	"github.com/podnet/podnet/stack"
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,8 @@ type Source interface {
 	// NodePods returns the pods bound to node. The objects are shared: the agent never
 	// modifies them.
 	NodePods(node string) []*corev1.Pod
+	// Nodes returns every node of the cluster. The objects are shared.
+	Nodes() []*corev1.Node
 	// Subscribe returns a channel that receives a value after every change of the state (sends
 	// are coalesced: one value may stand for several changes), and a function that ends the
 	// subscription.
@@ -48,6 +51,12 @@ type StatusWriter interface {
 	UpdatePodStatus(namespace, name string, uid types.UID, status corev1.PodStatus) error
 }
 
+// NodeWriter receives what the agent publishes about its node.
+type NodeWriter interface {
+	// UpdateNodeAnnotations sets annotations of the Node named node, keeping the others.
+	UpdateNodeAnnotations(node string, ann map[string]string) error
+}
+
 // Options configures an Agent.
 type Options struct {
 	// NodeName is the node this agent runs.
@@ -58,9 +67,10 @@ type Options struct {
 	PodCIDR netip.Prefix
 	// Network is the cluster-wide network configuration.
 	Network cluster.Network
-	// Source and Status connect the agent to the desired state. Both are required.
+	// Source, Status and Nodes connect the agent to the desired state. All are required.
 	Source Source
 	Status StatusWriter
+	Nodes  NodeWriter
 	// StateDir holds the node's files: container logs and each pod's resolv.conf. Required.
 	StateDir string
 	// Exe is the podnet binary: a container command named "podnet" runs it, and so does the
@@ -80,6 +90,7 @@ type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	stack   *stack.Stack
+	overlay *overlay.Overlay
 	pool    *ipam.Pool
 	runner  *sandbox.Runner
 	metrics *metrics
@@ -91,8 +102,8 @@ type Agent struct {
 
 // New creates an agent and its node stack. Run starts it.
 func New(opts Options) (*Agent, error) {
-	if opts.Source == nil || opts.Status == nil || opts.StateDir == "" || opts.NodeName == "" {
-		return nil, errors.New("agent: NodeName, Source, Status and StateDir are required")
+	if opts.Source == nil || opts.Status == nil || opts.Nodes == nil || opts.StateDir == "" || opts.NodeName == "" {
+		return nil, errors.New("agent: NodeName, Source, Status, Nodes and StateDir are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -127,15 +138,34 @@ func New(opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	return &Agent{
+	key, err := overlay.LoadOrCreateKey(filepath.Join(opts.StateDir, "wireguard.key")) // mode 0600
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("agent: node %s: WireGuard key: %w", opts.NodeName, err)
+	}
+	ov, err := overlay.New(overlay.Options{
+		Logger:     opts.Logger.With("component", "overlay"),
+		PrivateKey: key,
+		ListenAddr: netip.AddrPortFrom(opts.NodeAddress, WireGuardPort),
+		MTU:        opts.Network.MTU,
+		Deliver:    st.DeliverFromOverlay,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("agent: node %s: WireGuard on %v: %w", opts.NodeName, netip.AddrPortFrom(opts.NodeAddress, WireGuardPort), err)
+	}
+	a := &Agent{
 		opts:    opts,
 		log:     opts.Logger,
 		stack:   st,
+		overlay: ov,
 		pool:    pool,
 		runner:  sandbox.NewRunner(sandbox.RunnerOptions{Exe: opts.Exe}),
 		metrics: newMetrics(opts.Registerer, opts.NodeName),
 		pods:    make(map[types.UID]*pod),
-	}, nil
+	}
+	a.metrics.register(a)
+	return a, nil
 }
 
 // Gateway returns the node's gateway address.
@@ -149,7 +179,11 @@ func (a *Agent) Stack() *stack.Stack { return a.stack }
 func (a *Agent) Run(ctx context.Context) error {
 	changed, cancel := a.opts.Source.Subscribe()
 	defer cancel()
-	a.log.Info("node agent started", "node", a.opts.NodeName, "podCIDR", a.opts.PodCIDR, "gateway", a.pool.Gateway())
+	a.log.Info("node agent started", "node", a.opts.NodeName, "podCIDR", a.opts.PodCIDR, "gateway", a.pool.Gateway(),
+		"wireguard", a.overlay.PublicKey().String())
+	if err := a.publishKey(); err != nil {
+		a.log.Error("publish WireGuard key", "err", err)
+	}
 	a.reconcile(ctx)
 	for {
 		select {
@@ -164,6 +198,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // reconcile starts the pods of this node that do not run yet and stops those that are gone.
 func (a *Agent) reconcile(ctx context.Context) {
+	a.syncPeers()
 	want := make(map[types.UID]*corev1.Pod)
 	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
 		if isTerminal(p) && !a.running(p.UID) {
@@ -209,6 +244,10 @@ func (a *Agent) shutdown() {
 	a.mu.Unlock()
 	a.wg.Wait()
 	a.runner.Close()
+	a.metrics.unregister()
+	if err := a.overlay.Close(); err != nil {
+		a.log.Warn("close overlay", "err", err)
+	}
 	if err := a.stack.Close(); err != nil {
 		a.log.Warn("close stack", "err", err)
 	}

@@ -2,13 +2,17 @@ package agent
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics are the agent's Prometheus metrics.
+// metrics are the agent's Prometheus metrics. The data path keeps plain counters (stack.Stats,
+// overlay.Stats); statsCollector reads them at scrape time, so the packet path pays nothing.
 type metrics struct {
+	reg      prometheus.Registerer
 	podSetup prometheus.Summary
+	stats    *statsCollector
 }
 
 func newMetrics(reg prometheus.Registerer, node string) *metrics {
-	m := &metrics{
+	return &metrics{
+		reg: reg,
 		podSetup: prometheus.NewSummary(prometheus.SummaryOpts{
 			Name:        "podnet_pod_network_setup_seconds",
 			Help:        "Time from a pod's arrival at its node to a configured network: address, namespace, TAP and stack port.",
@@ -16,8 +20,75 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 			Objectives:  map[float64]float64{0.5: 0.01, 0.9: 0.01, 0.99: 0.001},
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.podSetup)
+}
+
+// register adds the agent's metrics to the registry; unregister removes them (a node that leaves
+// and comes back registers again).
+func (m *metrics) register(a *Agent) {
+	if m.reg == nil {
+		return
 	}
-	return m
+	m.stats = &statsCollector{a: a}
+	m.reg.MustRegister(m.podSetup, m.stats)
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	m.reg.Unregister(m.podSetup)
+	m.reg.Unregister(m.stats)
+}
+
+var (
+	descStackFrames = prometheus.NewDesc("podnet_stack_frames_total",
+		"Frames of the node's data path: fast (pod to pod without the netstack), to_stack (pod to netstack), from_stack (netstack to pod).",
+		[]string{"node", "path"}, nil)
+	descStackDropped = prometheus.NewDesc("podnet_stack_dropped_frames_total",
+		"Frames the node's data path dropped, by reason.", []string{"node", "reason"}, nil)
+	descOverlayPackets = prometheus.NewDesc("podnet_overlay_packets_total",
+		"Inner packets sent into (tx) and received from (rx) the WireGuard overlay.", []string{"node", "direction"}, nil)
+	descOverlayBytes = prometheus.NewDesc("podnet_overlay_bytes_total",
+		"Bytes of inner packets sent into (tx) and received from (rx) the WireGuard overlay.", []string{"node", "direction"}, nil)
+	descOverlayDropped = prometheus.NewDesc("podnet_overlay_dropped_packets_total",
+		"Inner packets the overlay dropped, by reason.", []string{"node", "reason"}, nil)
+	descOverlayDatagrams = prometheus.NewDesc("podnet_overlay_datagrams_total",
+		"UDP datagrams of the WireGuard underlay, sent (tx) and received (rx).", []string{"node", "direction"}, nil)
+	descOverlayRejected = prometheus.NewDesc("podnet_overlay_rejected_handshakes_total",
+		"WireGuard handshake messages refused: from keys that are not peers, with invalid MACs, or malformed.", []string{"node"}, nil)
+)
+
+// statsCollector turns the data path's counters into metrics.
+type statsCollector struct{ a *Agent }
+
+// Describe describes nothing: the collector is "unchecked", because every node's agent has one
+// with the same metrics, told apart only by the node label of what Collect sends.
+func (c *statsCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	node := c.a.opts.NodeName
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{node}, labels...)...)
+	}
+	s := c.a.stack.Stats()
+	counter(descStackFrames, s.FastPathFrames, "fast")
+	counter(descStackFrames, s.ToStackFrames, "to_stack")
+	counter(descStackFrames, s.FromStackFrames, "from_stack")
+	counter(descStackDropped, s.DroppedSpoofed, "spoofed")
+	counter(descStackDropped, s.DroppedTTL, "ttl")
+	counter(descStackDropped, s.DroppedNoRoute, "no_route")
+	counter(descStackDropped, s.DroppedBadFrame, "bad_frame")
+	counter(descStackDropped, s.DroppedUnsupported, "unsupported")
+	counter(descStackDropped, s.DroppedWrite, "write")
+	o := c.a.overlay.Stats()
+	counter(descOverlayPackets, o.TxPackets, "tx")
+	counter(descOverlayPackets, o.RxPackets, "rx")
+	counter(descOverlayBytes, o.TxBytes, "tx")
+	counter(descOverlayBytes, o.RxBytes, "rx")
+	counter(descOverlayDropped, o.DroppedNoPeer, "no_peer")
+	counter(descOverlayDropped, o.DroppedQueueFull, "queue_full")
+	counter(descOverlayDropped, o.DroppedTooBig, "too_big")
+	counter(descOverlayDatagrams, o.TxDatagrams, "tx")
+	counter(descOverlayDatagrams, o.RxDatagrams, "rx")
+	counter(descOverlayRejected, o.RejectedHandshakes)
 }

@@ -22,7 +22,7 @@ func newLabCommand(g *globals) *cobra.Command {
 		Use:   "lab",
 		Short: "Start, stop and inspect a local lab",
 	}
-	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabDaemonCommand(g))
+	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabRotateKeyCommand(g), newLabDaemonCommand(g))
 	return cmd
 }
 
@@ -156,4 +156,20 @@ func pickTryPods(objs []runtime.Object) (client, server string) {
 		}
 	}
 	return client, server
+}
+
+func newLabRotateKeyCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate-key NODE",
+		Short: "Give a node a new WireGuard key; the other nodes learn it and connections keep working",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pub, err := g.client().RotateKey(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "node/%s: new WireGuard public key %s\n", args[0], pub)
+			return nil
+		},
+	}
 }

@@ -210,3 +210,12 @@ func setTypeMeta(obj runtime.Object) {
 		o.APIVersion, o.Kind = "apps/v1", "Deployment"
 	}
 }
+
+// RotateKey gives a node a new WireGuard key and returns its public key.
+func (c *Client) RotateKey(node string) (string, error) {
+	var out struct {
+		PublicKey string `json:"publicKey"`
+	}
+	err := c.do(http.MethodPost, "/v1/rotate-key", url.Values{"node": {node}}, nil, &out)
+	return out.PublicKey, err
+}

@@ -190,6 +190,7 @@ func (d *daemon) syncAgents() {
 			Network:     netw,
 			Source:      d.store,
 			Status:      d.store,
+			Nodes:       d.store,
 			StateDir:    filepath.Join(d.opts.Dir, "nodes", n.Name),
 			Exe:         d.opts.Exe,
 			Logger:      d.log.With("node", n.Name),
@@ -242,6 +243,7 @@ func (d *daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/objects", d.handleGet)
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)
+	mux.HandleFunc("POST /v1/rotate-key", d.handleRotateKey)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "stopping"})
 		select {
@@ -416,4 +418,19 @@ func decodeManifests(ms []Manifest) ([]cluster.Document, error) {
 		docs = append(docs, d...)
 	}
 	return docs, errors.Join(errs...)
+}
+
+func (d *daemon) handleRotateKey(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	a := d.agentFor(node)
+	if a == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("nodes %q not found in lab %s", node, d.opts.Name))
+		return
+	}
+	pub, err := a.RotateKey()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("node %s: %w", node, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"publicKey": pub.String()})
 }

@@ -21,6 +21,32 @@
 //     no lock of the Stack's and no call into gVisor; the cost is close to a
 //     plain copy.
 //
+//   - The overlay path, for IPv4 from a pod to another node's pod: the
+//     destination is in a remote route (SetRemoteRoutes: the other nodes'
+//     pod CIDRs, never this node's PodCIDR). The reader strips the
+//     virtio_net_hdr and Ethernet header, decrements the TTL and hands the
+//     IP packet to an OverlaySender (the WireGuard overlay, package
+//     overlay), which must never get a packet larger than Options.MTU: a
+//     TCP GSO super-frame is cut into MTU-sized segments right here
+//     (segmentTCP4: headers copied, lengths, IP IDs, sequence numbers,
+//     flags and both checksums per segment), a UDP GSO frame into
+//     datagrams, and the partial checksum of a NEEDS_CSUM frame is
+//     completed. Every packet that enters the overlay is thus a complete,
+//     valid IPv4 packet. The segments of one frame go to the sender in one
+//     batch. DeliverFromOverlay is the other direction: decrypted packets
+//     for a local pod get the Ethernet header and a TTL decrement and are
+//     written to the pod's port; consecutive TCP segments of one flow in a
+//     batch are coalesced (GRO) into one GSO super-frame with NEEDS_CSUM,
+//     other packets get a virtio_net_hdr with DATA_VALID (WireGuard
+//     authenticated them and the sender completed their checksums, so the
+//     pod's kernel need not verify them); a packet for the gateway
+//     goes to the netstack (through an overlay NIC that holds the gateway
+//     address and routes the remote routes, so a remote pod's ping to the
+//     gateway is answered and its connections to Gateway:port reach
+//     HostLoopback as a local pod's do). Sources outside the remote routes
+//     and other destinations are dropped; WireGuard itself already drops a
+//     packet whose source is outside the sending peer's allowed IPs.
+//
 //   - The stack path, for what ends on the node: traffic to the gateway
 //     address, to anything outside the node's pods, IPv6 (not carried yet:
 //     the netstack has only IPv4, so it drops it). Each pod has a NIC in
@@ -48,7 +74,8 @@
 // enabled, so the TCP and UDP forwarders see connections to any address.
 // Connections to the gateway are forwarded to Options.HostLoopback on the
 // same port; connections to ClusterPrefixes or the PodCIDR (pods that are not
-// attached here) are refused with a TCP RST or an ICMP port unreachable;
+// attached here; other nodes' pods take the overlay path before they reach
+// the netstack) are refused with a TCP RST or an ICMP port unreachable;
 // everything else is dialled through Options.HostDialer, so it leaves with
 // the host's address (SNAT), and the two connections are spliced, with TCP
 // half-closes carried across. ICMP echo to the gateway is answered by gVisor.

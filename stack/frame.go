@@ -63,6 +63,7 @@ const (
 	verdictTTL                        // would be forwarded, but TTL <= 1: drop
 	verdictNoRoute                    // a destination the node does not route: drop
 	verdictUnsupported                // EtherType or ARP operation not carried: drop
+	verdictOverlay                    // to another node's pod: send through the overlay
 )
 
 var verdictNames = [...]string{
@@ -74,6 +75,7 @@ var verdictNames = [...]string{
 	verdictTTL:         "ttl",
 	verdictNoRoute:     "no-route",
 	verdictUnsupported: "unsupported",
+	verdictOverlay:     "overlay",
 }
 
 func (v verdict) String() string {
@@ -97,10 +99,16 @@ func (t *podTable) lookup(a [4]byte) *pod {
 	return t.byIP[a]
 }
 
-// classify decides what to do with frame, read from the port of the pod with
-// address self. For verdictForward it also returns the destination pod. It
-// does not modify frame.
+// classify is classifyRoute without remote routes.
 func classify(frame []byte, self, gateway [4]byte, pods *podTable) (verdict, *pod) {
+	return classifyRoute(frame, self, gateway, pods, nil)
+}
+
+// classifyRoute decides what to do with frame, read from the port of the pod
+// with address self. For verdictForward it also returns the destination pod.
+// Destinations in remote (which may be nil) get verdictOverlay. It does not
+// modify frame.
+func classifyRoute(frame []byte, self, gateway [4]byte, pods *podTable, remote *remoteTable) (verdict, *pod) {
 	if len(frame) < netOff {
 		return verdictBadFrame, nil
 	}
@@ -132,6 +140,12 @@ func classify(frame []byte, self, gateway [4]byte, pods *podTable) (verdict, *po
 			return verdictTTL, nil
 		}
 		return verdictForward, p
+	}
+	if remote.routes(dst) {
+		if ip[8] <= 1 {
+			return verdictTTL, nil
+		}
+		return verdictOverlay, nil
 	}
 	if !routable(dst) {
 		return verdictNoRoute, nil
@@ -203,10 +217,7 @@ func buildARPReply(b, frame []byte, gwMAC [6]byte) int {
 func rewriteForward(frame []byte, dstMAC, gwMAC *[6]byte) {
 	copy(frame[ethOff:ethOff+6], dstMAC[:])
 	copy(frame[ethOff+6:ethOff+12], gwMAC[:])
-	ip := frame[netOff:]
-	old := binary.BigEndian.Uint16(ip[8:]) // TTL and protocol
-	ip[8]--
-	binary.BigEndian.PutUint16(ip[10:], updateChecksum(binary.BigEndian.Uint16(ip[10:]), old, old-0x100))
+	decrementTTL(frame[netOff:])
 }
 
 // updateChecksum returns the Internet checksum hc updated for one 16-bit word

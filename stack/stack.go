@@ -107,8 +107,11 @@ type Stack struct {
 	ns      *netstack.Stack
 	framebs sync.Pool // of *[]byte of MaxFrameLen, for podLink.WritePackets
 
-	// pods is the snapshot the readers use; it is replaced under mu.
-	pods atomic.Pointer[podTable]
+	// pods and remote are the snapshots the readers use; they are
+	// replaced under mu.
+	pods   atomic.Pointer[podTable]
+	remote atomic.Pointer[remoteTable] // nil: no remote routes
+	ovl    overlayNIC
 
 	mu      sync.Mutex       // guards byIP, closed, retired
 	byIP    map[[4]byte]*pod // the attached pods
@@ -143,6 +146,7 @@ type pod struct {
 
 	stopping atomic.Bool // set before the Stack closes the port
 	ctr      counters
+	tx       podTx // the reader's scratch space for the overlay
 }
 
 // New creates a Stack. It starts no goroutines until pods are attached.
@@ -169,6 +173,10 @@ func New(opts Options) (*Stack, error) {
 		TransportProtocols: []netstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 	})
 	if err := tuneTCP(s.ns); err != nil {
+		s.ns.Destroy()
+		return nil, fmt.Errorf("new stack: %w", err)
+	}
+	if err := s.addOverlayNIC(); err != nil {
 		s.ns.Destroy()
 		return nil, fmt.Errorf("new stack: %w", err)
 	}
@@ -388,8 +396,14 @@ func (s *Stack) read(p *pod) {
 // handleFrame is the per-frame work of p's reader. reply is scratch space
 // for ARP replies.
 func (s *Stack) handleFrame(p *pod, frame []byte, reply *[arpReplyLen]byte) {
-	v, dst := classify(frame, p.ip4, s.gw4, s.pods.Load())
+	remote := s.remote.Load()
+	v, dst := classifyRoute(frame, p.ip4, s.gw4, s.pods.Load(), remote)
 	switch v {
+	case verdictOverlay:
+		if !s.sendToOverlay(p, frame, remote.via) {
+			p.ctr.overlayDropped.Add(1)
+		}
+		return
 	case verdictForward:
 		rewriteForward(frame, &dst.mac, &s.gwMAC)
 		if err := dst.port.WriteFrame(frame); err != nil {
@@ -441,6 +455,16 @@ func (s *Stack) Stats() Stats {
 	st.Refused = s.egress.refused.Load()
 	st.HostDialErrors = s.egress.dialErrors.Load()
 	st.LimitDrops = s.egress.limitDrops.Load() + s.ns.Stats().TCP.ForwardMaxInFlightDrop.Value()
+	oc := &s.ovl.ctr
+	st.OverlayTxPackets += oc.fromStack.Load()
+	st.OverlayTxBytes += oc.fromStackBytes.Load()
+	st.DroppedOverlayTx += oc.fromStackErrors.Load()
+	st.OverlayRxPackets = oc.rxPackets.Load()
+	st.OverlayRxBytes = oc.rxBytes.Load()
+	st.OverlayRxCoalesced = oc.rxCoalesced.Load()
+	st.DroppedOverlayRx = oc.rxDropped.Load()
+	st.DroppedTTL += oc.rxTTL.Load()
+	st.DroppedWrite += oc.rxWriteErrors.Load()
 	return st
 }
 
@@ -454,6 +478,7 @@ func (s *Stack) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.remote.Store(nil)
 	pods := s.byIP
 	s.byIP = make(map[[4]byte]*pod)
 	s.publishLocked()

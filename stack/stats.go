@@ -36,6 +36,32 @@ type Stats struct {
 	// port failed, on the fast path and from the netstack.
 	DroppedWrite uint64
 
+	// OverlayTxFrames counts frames from pods sent through the overlay (a
+	// GSO super-frame counts once). OverlayTxPackets and OverlayTxBytes
+	// count the IPv4 packets handed to the overlay sender, after GSO frames
+	// were cut to the MTU, including the netstack's (the gateway's answers
+	// to other nodes' pods).
+	OverlayTxFrames  uint64
+	OverlayTxPackets uint64
+	OverlayTxBytes   uint64
+	// OverlayRxPackets and OverlayRxBytes count packets from the overlay
+	// delivered to a local pod or to the gateway (a write error to the pod
+	// is counted in DroppedWrite as well).
+	// OverlayRxCoalesced counts those of them delivered to pods in GRO
+	// super-frames (TCP segments of one flow coalesced).
+	OverlayRxPackets   uint64
+	OverlayRxBytes     uint64
+	OverlayRxCoalesced uint64
+	// DroppedOverlayTx counts frames and netstack packets for the overlay
+	// that were not sent: larger than the MTU without GSO, malformed GSO,
+	// GSO types other than TCPv4 and UDP, or an error from the sender.
+	DroppedOverlayTx uint64
+	// DroppedOverlayRx counts packets from the overlay that were dropped:
+	// malformed, a source outside the remote routes, or a destination
+	// that is neither a local pod nor the gateway. (TTL expiry and write
+	// errors are counted in DroppedTTL and DroppedWrite.)
+	DroppedOverlayRx uint64
+
 	// HostTCPConns counts TCP connections from pods spliced to host
 	// connections; HostTCPActive is how many are open now.
 	HostTCPConns  uint64
@@ -70,6 +96,10 @@ type counters struct {
 	badFrame       atomic.Uint64
 	unsupported    atomic.Uint64
 	writeErrors    atomic.Uint64
+	overlayFrames  atomic.Uint64
+	overlayPackets atomic.Uint64
+	overlayBytes   atomic.Uint64
+	overlayDropped atomic.Uint64
 
 	_               [64]byte // keep the netstack's writes off the reader's cache lines
 	fromStack       atomic.Uint64
@@ -109,6 +139,10 @@ func (c *counters) addTo(s *Stats) {
 	s.DroppedBadFrame += c.badFrame.Load()
 	s.DroppedUnsupported += c.unsupported.Load()
 	s.DroppedWrite += c.writeErrors.Load() + c.fromStackErrors.Load()
+	s.OverlayTxFrames += c.overlayFrames.Load()
+	s.OverlayTxPackets += c.overlayPackets.Load()
+	s.OverlayTxBytes += c.overlayBytes.Load()
+	s.DroppedOverlayTx += c.overlayDropped.Load()
 }
 
 // egressCounters are the Stack-wide counters of host connections.

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -360,4 +361,62 @@ func (p *Pod) Ping(ctx context.Context, dst netip.Addr, seq uint16) error {
 			return nil
 		}
 	}
+}
+
+var _ stack.OverlaySender = (*Underlay)(nil)
+
+// Underlay joins Stacks as the encrypted overlay does, without encryption:
+// SendPackets hands copies of the packets to the Deliver function of the node
+// whose prefix contains their destination, synchronously. It records the
+// largest packet it carried.
+type Underlay struct {
+	mu    sync.Mutex
+	nodes []underlayNode // guarded by mu
+
+	// MaxPacket is the largest packet sent; Dropped counts packets to no
+	// node.
+	MaxPacket atomic.Int64
+	Dropped   atomic.Uint64
+}
+
+type underlayNode struct {
+	prefix  netip.Prefix
+	deliver func([][]byte)
+}
+
+// Add makes deliver (normally a Stack's DeliverFromOverlay) receive the
+// packets to prefix.
+func (u *Underlay) Add(prefix netip.Prefix, deliver func([][]byte)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.nodes = append(u.nodes, underlayNode{prefix, deliver})
+}
+
+// SendPackets implements stack.OverlaySender.
+func (u *Underlay) SendPackets(pkts [][]byte) error {
+	u.mu.Lock()
+	nodes := u.nodes
+	u.mu.Unlock()
+	for _, p := range pkts {
+		if n := int64(len(p)); n > u.MaxPacket.Load() {
+			u.MaxPacket.Store(n) // racy maximum; good enough for tests
+		}
+		if len(p) < 20 {
+			u.Dropped.Add(1)
+			continue
+		}
+		dst := netip.AddrFrom4([4]byte(p[16:20]))
+		delivered := false
+		for _, n := range nodes {
+			if n.prefix.Contains(dst) {
+				n.deliver([][]byte{bytes.Clone(p)})
+				delivered = true
+				break
+			}
+		}
+		if !delivered {
+			u.Dropped.Add(1)
+		}
+	}
+	return nil
 }

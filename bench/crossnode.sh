@@ -2,7 +2,7 @@
 # Cross-node pod-to-pod TCP throughput and request/response latency: the reference is a pair of
 # userspace wireguard-go processes on kernel TUN devices, one in each of two network namespaces
 # joined by a veth underlay; the plain veth underlay is measured too, for context. The podnet row
-# (run_podnet) is a stub until cross-node traffic lands: PODNET_CROSSNODE=1 enables it.
+# (run_podnet): a 2-node lab, the server pod on node-a, the client pod on node-b, pod MTU 1420.
 # Run as root: sudo bench/crossnode.sh
 # Needs iperf3, jq, ip, go, ping and wg (apt-get install --no-install-recommends wireguard-tools).
 set -euo pipefail
@@ -217,52 +217,39 @@ SC_N="podnet cross-node"; SCENARIOS+=("$SC_N")
 # RES["$SC_N,p99"] (the measure function does all four). Until cross-node traffic lands it only
 # reports that it did not run.
 run_podnet() {
-	if [ "${PODNET_CROSSNODE:-}" != 1 ]; then
-		echo "podnet: not yet measured (set PODNET_CROSSNODE=1 once cross-node traffic lands)"
-		RES["$SC_N,1"]="not yet measured"
-		return 0
-	fi
 	echo "-- podnet cross-node" >&2
-	RES["$SC_N,1"]="not yet measured: run_podnet is a stub (bench/crossnode.sh)"
-	# Sketch (same style as samenode.sh; cleanup already runs `lab down` when LAB_STARTED=1):
-	#
-	# go build -o "$PODNET" ./cmd/podnet
-	# cat >"$TMP/lab.yaml" <<EOF
-	# apiVersion: podnet.dev/v1alpha1
-	# kind: Lab
-	# metadata: {name: $LAB}
-	# spec:
-	#   mtu: $TUN_MTU                       # same pod MTU as the wireguard-go TUN devices
-	#   nodes: [{name: node-a}, {name: node-b}]
-	# ---
-	# apiVersion: v1
-	# kind: Pod
-	# metadata: {name: server}
-	# spec:
-	#   nodeName: node-a
-	#   containers:
-	#   - {name: iperf, command: ["iperf3", "-s"]}
-	#   - {name: rr, command: ["$RR", "-listen", ":$RR_PORT"]}   # \$TMP is 0711, so pods can run it
-	# ---
-	# apiVersion: v1
-	# kind: Pod
-	# metadata: {name: client}
-	# spec:
-	#   nodeName: node-b
-	#   containers: [{name: c, command: ["sleep", "infinity"]}]
-	# EOF
-	# LAB_STARTED=1
-	# if ! "$PODNET" lab up -f "$TMP/lab.yaml" --name "$LAB" >"$TMP/labup.log" 2>&1; then
-	# 	RES["$SC_N,1"]="failed: lab up: $(tail -1 "$TMP/labup.log")"; return 0
-	# fi
-	# SERVER_IP=$("$PODNET" get pod server -o json --name "$LAB" | jq -r .status.podIP)
-	# sleep 1
-	# # iperf3 -c SERVER_IP -J -t 8 -P 1|4, then rr -connect SERVER_IP:RR_PORT -n 2000, all via
-	# # `podnet exec --name pncross client -- ...` on node-b, to the server pod on node-a:
-	# measure "$SC_N" podnet "$SERVER_IP" "$PODNET" exec --name "$LAB" client --
-	#
-	# Also worth printing: the lab daemon's CPU time for the run (podnet vs 2 wireguard-go
-	# processes), and whether the traffic really crossed the WireGuard path (peer counters).
+	go build -o "$PODNET" ./cmd/podnet
+	cat >"$TMP/lab.yaml" <<EOF
+apiVersion: podnet.dev/v1alpha1
+kind: Lab
+metadata: {name: $LAB}
+spec:
+  mtu: $TUN_MTU
+  nodes: [{name: node-a}, {name: node-b}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec:
+  nodeName: node-a
+  containers:
+  - {name: iperf, command: ["iperf3", "-s"]}
+  - {name: rr, command: ["$RR", "-listen", ":$RR_PORT"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-b
+  containers: [{name: c, command: ["sleep", "infinity"]}]
+EOF
+	LAB_STARTED=1
+	if ! "$PODNET" lab up -f "$TMP/lab.yaml" --name "$LAB" >"$TMP/labup.log" 2>&1; then
+		RES["$SC_N,1"]="failed: lab up: $(tail -1 "$TMP/labup.log")"; return 0
+	fi
+	SERVER_IP=$("$PODNET" get pod server -o json --name "$LAB" | jq -r .status.podIP)
+	sleep 1
+	measure "$SC_N" podnet "$SERVER_IP" "$PODNET" exec --name "$LAB" client --
 }
 run_podnet
 

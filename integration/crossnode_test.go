@@ -336,6 +336,52 @@ func TestCrossNodePods(t *testing.T) {
 		}
 	})
 
+	t.Run("a node added later joins", func(t *testing.T) {
+		pidBefore := l.must(t, "lab", "status")
+		file := filepath.Join(t.TempDir(), "three.yaml")
+		os.WriteFile(file, []byte(threeNodeLab), 0o644)
+		l.must(t, "apply", "-f", file)
+		var c *corev1.Pod
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if c = l.pods()["web-c"]; c != nil && podIsReady(c) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if c == nil || !podIsReady(c) {
+			t.Fatalf("web-c on the re-added node-c is not ready: %+v", c)
+		}
+		for _, from := range []string{"web-a", "web-b"} {
+			out := l.must(t, "exec", from, "--", "curl", "-sS", "--max-time", "5", "http://"+c.Status.PodIP+"/clientip")
+			if strings.TrimSpace(out) != ip[from] {
+				t.Errorf("%s -> re-added web-c: %q", from, out)
+			}
+		}
+		// The daemon (and with it nodes a and b) kept running.
+		if after := l.must(t, "lab", "status"); daemonLine(after) != daemonLine(pidBefore) {
+			t.Errorf("the lab restarted: %q -> %q", daemonLine(pidBefore), daemonLine(after))
+		}
+	})
+
 	l.must(t, "lab", "down")
 	before.check(t, snapshot(t))
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func daemonLine(status string) string {
+	for _, line := range strings.Split(status, "\n") {
+		if strings.HasPrefix(line, "State:") {
+			return line
+		}
+	}
+	return ""
 }

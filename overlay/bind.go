@@ -91,6 +91,10 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	pc := b.pc
 	actual := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
+	if enableGRO(c) {
+		r := newGROReader(pc)
+		return []conn.ReceiveFunc{r.receive}, actual, nil
+	}
 	msgs := make([]ipv4.Message, bindBatch) // used by the one goroutine that calls recv
 	recv := func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n := min(len(bufs), len(msgs))
@@ -104,8 +108,7 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		}
 		for i := 0; i < got; i++ {
 			sizes[i] = msgs[i].N
-			from := msgs[i].Addr.(*net.UDPAddr).AddrPort()
-			eps[i] = udpEndpoint(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+			eps[i] = endpointOf(msgs[i].Addr)
 		}
 		return got, nil
 	}
@@ -258,4 +261,103 @@ func (b *countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.ctr.txDatagrams.Add(uint64(len(bufs)))
 	b.ctr.txDatagramBytes.Add(uint64(bytes))
 	return nil
+}
+
+func endpointOf(a net.Addr) udpEndpoint {
+	from := a.(*net.UDPAddr).AddrPort()
+	return udpEndpoint(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+}
+
+// enableGRO asks the kernel to coalesce datagrams of one flow (UDP_GRO): a burst of encrypted
+// packets then reaches us in a few large reads. It reports whether the kernel agreed.
+func enableGRO(c *net.UDPConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	}); err != nil || serr != nil {
+		return false
+	}
+	return true
+}
+
+// groReads is how many (coalesced) messages one receive system call reads at most; each may
+// hold up to 64 datagrams.
+const groReads = 8
+
+// groReader reads coalesced datagrams into buffers of its own and hands them to wireguard-go one
+// datagram per slot, keeping what does not fit for the next call. wireguard-go calls a
+// ReceiveFunc from one goroutine only, so it needs no lock.
+type groReader struct {
+	pc      batchConn
+	msgs    []ipv4.Message
+	bufs    [][]byte // groReads buffers of 64 KiB
+	pending []groSegment
+}
+
+type groSegment struct {
+	data []byte // in one of bufs; valid until the next read
+	from udpEndpoint
+}
+
+func newGROReader(pc batchConn) *groReader {
+	r := &groReader{pc: pc, msgs: make([]ipv4.Message, groReads)}
+	for i := range r.msgs {
+		r.bufs = append(r.bufs, make([]byte, 1<<16))
+		r.msgs[i].OOB = make([]byte, unix.CmsgSpace(4))
+	}
+	return r
+}
+
+func (r *groReader) receive(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+	if len(r.pending) == 0 {
+		for i := range r.msgs {
+			r.msgs[i].Buffers = r.bufs[i : i+1]
+			r.msgs[i].N, r.msgs[i].NN, r.msgs[i].Addr = 0, 0, nil
+		}
+		n, err := r.pc.ReadBatch(r.msgs, 0)
+		if err != nil {
+			return 0, err
+		}
+		r.pending = r.pending[:0]
+		for i := 0; i < n; i++ {
+			m := &r.msgs[i]
+			data, from := r.bufs[i][:m.N], endpointOf(m.Addr)
+			size := groSegmentSize(m.OOB[:m.NN])
+			if size <= 0 || size >= len(data) {
+				r.pending = append(r.pending, groSegment{data, from})
+				continue
+			}
+			for len(data) > 0 {
+				k := min(size, len(data))
+				r.pending = append(r.pending, groSegment{data[:k], from})
+				data = data[k:]
+			}
+		}
+	}
+	out := 0
+	for ; out < len(bufs) && out < len(r.pending); out++ {
+		sizes[out] = copy(bufs[out], r.pending[out].data)
+		eps[out] = r.pending[out].from
+	}
+	r.pending = r.pending[out:]
+	return out, nil
+}
+
+// groSegmentSize returns the segment size of a coalesced read from its UDP_GRO control message,
+// or 0 if there is none.
+func groSegmentSize(oob []byte) int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.SOL_UDP && m.Header.Type == unix.UDP_GRO && len(m.Data) >= 4 {
+			return int(binary.NativeEndian.Uint32(m.Data))
+		}
+	}
+	return 0
 }

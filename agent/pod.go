@@ -201,7 +201,14 @@ func (p *pod) setupNetwork() error {
 		p.a.pool.Release(owner)
 		return err
 	}
-	if err := p.a.stack.AttachPod(ip, sb.TAP()); err != nil {
+	// One port per TAP queue (Config.Queues zero: sandbox.DefaultQueues), each read by a
+	// goroutine of the stack's.
+	queues := sb.TAPQueues()
+	ports := make([]stack.Port, len(queues))
+	for i, q := range queues {
+		ports[i] = q
+	}
+	if err := p.a.stack.AttachPodQueues(ip, ports); err != nil {
 		sb.Close()
 		p.a.pool.Release(owner)
 		return fmt.Errorf("attach to node stack: %w", err)

@@ -60,6 +60,14 @@
 //     carries gVisor's host GSO (TCP segments up to 64 KiB with a partial
 //     checksum, completed or segmented by the pod's kernel).
 //
+// A pod's link may have several queues (a multi-queue TAP, AttachPodQueues),
+// one Port each with a reader goroutine of its own, so the pod's flows are
+// read in parallel. A frame to a pod is written to the queue chosen by a
+// hash of its flow (addresses, protocol, ports): never spread over queues,
+// a flow is never reordered, and the pod's kernel sends the flow's replies
+// on the queue it was written to, hence to one reader too. The pod's NIC in
+// the netstack takes frames from every queue and writes to the first.
+//
 // Before either path, ARP requests are answered with GatewayMAC (the pod
 // routes everything via the gateway, so it only ever needs that MAC), and
 // IPv4 whose source is not the port's pod IP is dropped (anti-spoofing).

@@ -229,3 +229,34 @@ func updateChecksum(hc, old, new uint16) uint16 {
 	sum = sum&0xffff + sum>>16
 	return ^uint16(sum)
 }
+
+// flowHash hashes the flow of the IPv4 packet ip (at least a valid header,
+// as classifyRoute and DeliverFromOverlay check): its addresses and protocol
+// and, for a TCP, UDP, SCTP or UDP-Lite packet that is not a fragment, its
+// ports. Fragments hash without ports, so the fragments of a datagram stay
+// together. It has no seed: a flow hashes the same everywhere, always.
+func flowHash(ip []byte) uint32 {
+	const (
+		protoTCP     = 6
+		protoUDP     = 17
+		protoSCTP    = 132
+		protoUDPLite = 136
+	)
+	ihl := int(ip[0]&0x0f) * 4
+	addrs := binary.LittleEndian.Uint64(ip[12:20])
+	rest := uint64(ip[9])
+	if binary.BigEndian.Uint16(ip[6:])&0x3fff == 0 && len(ip) >= ihl+4 {
+		switch ip[9] {
+		case protoTCP, protoUDP, protoSCTP, protoUDPLite:
+			rest |= uint64(binary.LittleEndian.Uint32(ip[ihl:])) << 8
+		}
+	}
+	// splitmix64's finalizer over both words.
+	h := addrs ^ rest*0x9e3779b97f4a7c15
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return uint32(h >> 32)
+}

@@ -57,15 +57,21 @@ func (n *netnsThread) do(f func() error) error {
 	return <-errc
 }
 
-// kernelPod creates a Linux pod: a namespace whose eth0 is a TAP configured
-// as the node agent configures it, attached to s.
-func kernelPod(t *testing.T, s *stack.Stack, ip netip.Addr) *netnsThread {
+// kernelPod creates a Linux pod: a namespace whose eth0 is a TAP with the
+// given number of queues, configured as the node agent configures it,
+// attached to s.
+func kernelPod(t *testing.T, s *stack.Stack, ip netip.Addr, queues int) *netnsThread {
 	t.Helper()
 	ns := newNetnsThread(t)
-	var dev *tap.Device
+	var devs []*tap.Device
+	closeAll := func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}
 	err := ns.do(func() error {
 		var err error
-		if dev, err = tap.Open("eth0"); err != nil {
+		if devs, err = tap.OpenQueues("eth0", queues); err != nil {
 			return err
 		}
 		h, err := netlink.NewHandle()
@@ -106,13 +112,15 @@ func kernelPod(t *testing.T, s *stack.Stack, ip netip.Addr) *netnsThread {
 		return nil
 	})
 	if err != nil {
-		if dev != nil {
-			dev.Close()
-		}
+		closeAll()
 		t.Fatalf("kernel pod %v: %v", ip, err)
 	}
-	if err := s.AttachPod(ip, dev); err != nil {
-		dev.Close()
+	ports := make([]stack.Port, len(devs))
+	for i, d := range devs {
+		ports[i] = d
+	}
+	if err := s.AttachPodQueues(ip, ports); err != nil {
+		closeAll()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.DetachPod(ip) })
@@ -152,10 +160,17 @@ func countServer(ln net.Listener) {
 	}
 }
 
-// TestKernelPods runs real Linux pods on TAP devices: it checks that the
-// kernel's TSO super-frames cross the fast path whole and that the netstack
-// accepts them, and that what the netstack sends (host GSO) the kernel takes.
+// TestKernelPods runs real Linux pods on TAP devices, single-queue and
+// multi-queue: it checks that the kernel's TSO super-frames cross the fast
+// path whole and that the netstack accepts them, and that what the netstack
+// sends (host GSO) the kernel takes.
 func TestKernelPods(t *testing.T) {
+	for _, queues := range []int{1, 3} {
+		t.Run(fmt.Sprintf("queues=%d", queues), func(t *testing.T) { testKernelPods(t, queues) })
+	}
+}
+
+func testKernelPods(t *testing.T, queues int) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root for network namespaces and TAP devices")
 	}
@@ -174,8 +189,8 @@ func TestKernelPods(t *testing.T) {
 	go countServer(host)
 
 	s := newStack(t, nil)
-	a := kernelPod(t, s, podA)
-	b := kernelPod(t, s, podB)
+	a := kernelPod(t, s, podA, queues)
+	b := kernelPod(t, s, podB, queues)
 
 	var ln net.Listener
 	if err := b.do(func() (err error) {
@@ -218,6 +233,34 @@ func TestKernelPods(t *testing.T) {
 		}
 		if bytes/max(frames, 1) < 3000 {
 			t.Errorf("%d bytes per frame: TSO super-frames are not passed whole", bytes/max(frames, 1))
+		}
+	})
+
+	t.Run("pod to pod, parallel streams", func(t *testing.T) {
+		const streams = 4
+		before := s.Stats()
+		errc := make(chan error, streams)
+		start := time.Now()
+		for range streams {
+			c := dial(netip.AddrPortFrom(podB, 5201))
+			defer c.Close()
+			go func() {
+				reply, _, err := stream(c, size/streams)
+				if want := fmt.Sprintf("%d from %s", size/streams, podA); err == nil && reply != want {
+					err = fmt.Errorf("reply %q, want %q", reply, want)
+				}
+				errc <- err
+			}()
+		}
+		for range streams {
+			if err := <-errc; err != nil {
+				t.Error(err)
+			}
+		}
+		st := s.Stats()
+		t.Logf("%d streams, %d MiB in %.2f Gbit/s", streams, size>>20, float64(size)*8/time.Since(start).Seconds()/1e9)
+		if bytes := st.FastPathBytes - before.FastPathBytes; bytes < uint64(size) {
+			t.Errorf("fast path carried %d bytes, want at least %d", bytes, size)
 		}
 	})
 

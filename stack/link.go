@@ -22,10 +22,11 @@ const gsoMaxSize = 1<<16 - 1 - header.IPv4MaximumHeaderSize
 // podLink is the netstack's link endpoint for one pod: IP only (no ARP in
 // gVisor: the pod's MAC is known from its address), joined to the pod's Port.
 //
-// Inbound, the pod's reader goroutine calls deliver with frames the fast path
-// did not take. Outbound, WritePackets adds the Ethernet header (GatewayMAC to
-// PodMAC) and a virtio_net_hdr describing gVisor's host GSO, and writes the
-// frame to the port.
+// Inbound, the pod's reader goroutines (one per queue) call deliver with
+// frames the fast path did not take, possibly at the same time. Outbound,
+// WritePackets adds the Ethernet header (GatewayMAC to PodMAC) and a
+// virtio_net_hdr describing gVisor's host GSO, and writes the frame to port,
+// the pod's first queue.
 type podLink struct {
 	port   Port
 	podMAC [6]byte
@@ -33,10 +34,6 @@ type podLink struct {
 	mtu    atomic.Uint32
 	frames *sync.Pool // of *[]byte, MaxFrameLen long, shared by all links
 	ctr    *counters  // the pod's counters
-
-	// scratch is used by deliver (only ever called from the pod's reader)
-	// to cut UDP GSO frames into datagrams.
-	scratch []byte
 
 	mu         sync.RWMutex
 	dispatcher netstack.NetworkDispatcher // guarded by mu
@@ -50,8 +47,9 @@ var (
 
 // deliver hands frame, read from the pod, to the netstack and returns the
 // verdict to count: verdictStack if the frame was delivered, verdictBadFrame
-// or verdictUnsupported if not.
-func (l *podLink) deliver(frame []byte) verdict {
+// or verdictUnsupported if not. scratch is the calling reader's buffer for
+// cutting UDP GSO frames into datagrams, grown as needed.
+func (l *podLink) deliver(frame []byte, scratch *[]byte) verdict {
 	if len(frame) < netOff {
 		return verdictBadFrame
 	}
@@ -83,7 +81,7 @@ func (l *podLink) deliver(frame []byte) verdict {
 			return verdictUnsupported
 		}
 		var ok bool
-		l.scratch, ok = splitUDP4(l.scratch, pkt, int(h.GSOSize), func(dgram []byte) {
+		*scratch, ok = splitUDP4(*scratch, pkt, int(h.GSOSize), func(dgram []byte) {
 			deliverPacket(d, proto, dgram)
 		})
 		if !ok {

@@ -104,8 +104,8 @@ func (s *Stack) SetRemoteRoutes(routes []netip.Prefix, via OverlaySender) {
 	}
 }
 
-// podTx is the scratch space a pod's reader uses to cut frames for the
-// overlay; only the reader touches it.
+// podTx is the scratch space the reader of a pod's queue uses to cut frames
+// for the overlay; only that reader touches it.
 type podTx struct {
 	arena   []byte   // the packets handed to the sender
 	pkts    [][]byte // slices of arena
@@ -116,14 +116,14 @@ type podTx struct {
 // headers are stripped, the TTL decremented, GSO frames are cut into
 // MTU-sized packets and partial checksums completed, so every packet that
 // leaves is a complete, valid IPv4 packet of at most the MTU. It reports
-// whether the frame was sent.
-func (s *Stack) sendToOverlay(p *pod, frame []byte, via OverlaySender) bool {
+// whether the frame was sent. p is the source pod; tx is the calling
+// reader's scratch space.
+func (s *Stack) sendToOverlay(p *pod, tx *podTx, frame []byte, via OverlaySender) bool {
 	h, _ := tap.DecodeVirtioNetHdr(frame)
 	ip := frame[netOff:]
 	ip = ip[:binary.BigEndian.Uint16(ip[2:])] // classify checked the length
 	decrementTTL(ip)
 	mtu := s.opts.MTU
-	tx := &p.tx
 	pkts := tx.pkts[:0]
 	ok := false
 	switch h.GSOType &^ tap.GSOECN {
@@ -360,7 +360,7 @@ func (s *Stack) flushGRO(g *groFrame) {
 	} else {
 		tap.VirtioNetHdr{Flags: tap.FlagDataValid}.Encode(f)
 	}
-	if err := g.p.port.WriteFrame(f); err != nil {
+	if err := g.p.queueFor(f[netOff:]).port.WriteFrame(f); err != nil {
 		s.ovl.ctr.rxWriteErrors.Add(uint64(g.segs))
 	}
 	g.p = nil

@@ -225,12 +225,12 @@ func BenchmarkOverlayTx(b *testing.B) {
 	p := &pod{ip: segSrc.Addr(), ip4: segSrc.Addr().As4()}
 	frame := tcpGSOFrame(segSrc, segDst, segGW, 1380, 65535-40)
 	work := make([]byte, len(frame))
-	var reply [arpReplyLen]byte
+	q := &podQueue{}
 	b.SetBytes(int64(len(frame) - netOff))
 	b.ReportAllocs()
 	for b.Loop() {
 		copy(work, frame)
-		s.handleFrame(p, work, &reply)
+		s.handleFrame(p, q, work)
 	}
 	if sink.pkts != b.N*48 || p.ctr.overlayDropped.Load() != 0 {
 		b.Fatalf("sent %d packets for %d frames; %d dropped", sink.pkts, b.N, p.ctr.overlayDropped.Load())

@@ -134,19 +134,47 @@ type pod struct {
 	ip    netip.Addr
 	ip4   [4]byte
 	mac   [6]byte
-	port  Port
 	nicID tcpip.NICID
-	link  *podLink
-	done  chan struct{} // closed when the reader has returned
+	link  *podLink // writes to queues[0]
+
+	// queues are the pod's link, one Port each (a multi-queue TAP has
+	// several); each has a reader. Frames to the pod go to the queue of
+	// their flow (queueFor).
+	queues []*podQueue
 
 	// ctx is cancelled when the pod is detached; it ends the pod's
 	// forwarded connections.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	stopping atomic.Bool // set before the Stack closes the port
+	stopping atomic.Bool // set before the Stack closes the ports
 	ctr      counters
-	tx       podTx // the reader's scratch space for the overlay
+}
+
+// podQueue is one queue of a pod: its Port and its reader's state.
+type podQueue struct {
+	port Port
+	done chan struct{} // closed when the reader has returned
+
+	// The reader's scratch space; only the reader touches it.
+	reply [arpReplyLen]byte // ARP replies
+	udp   []byte            // UDP GSO frames cut for the netstack
+	tx    podTx             // frames cut for the overlay
+}
+
+// queueFor returns the queue of p that the frame whose IPv4 packet is ip
+// (checked by the caller: at least a valid header) is written to. Every
+// frame of a flow goes to one queue, chosen by a hash of the flow
+// (flowHash): frames written to different queues of a TAP may be handed to
+// the pod's kernel in another order, and the kernel sends a flow's replies
+// on the queue its frames were last written to, so keeping a flow on one
+// queue also keeps its replies on one reader. A pod with one queue costs a
+// comparison.
+func (p *pod) queueFor(ip []byte) *podQueue {
+	if len(p.queues) == 1 {
+		return p.queues[0]
+	}
+	return p.queues[uint64(flowHash(ip))*uint64(len(p.queues))>>32]
 }
 
 // New creates a Stack. It starts no goroutines until pods are attached.
@@ -256,16 +284,34 @@ func tuneTCP(ns *netstack.Stack) error {
 // attached already. On success the Stack owns port and closes it in
 // DetachPod or Close; on error the caller keeps it.
 func (s *Stack) AttachPod(ip netip.Addr, port Port) error {
+	return s.AttachPodQueues(ip, []Port{port})
+}
+
+// AttachPodQueues is AttachPod for a pod whose link has several queues (the
+// Devices of tap.OpenQueues), one Port each: every queue gets a reader of its
+// own, so the pod's flows are read in parallel. A frame to the pod is
+// written to the queue of its flow, chosen by a hash of its addresses,
+// protocol and ports, so the frames of one flow are never spread over
+// queues (which could reorder them). The netstack's NIC for the pod reads
+// from every queue but writes to ports[0] only. On success the Stack owns
+// every port and closes them in DetachPod or Close; on error the caller
+// keeps them.
+func (s *Stack) AttachPodQueues(ip netip.Addr, ports []Port) error {
 	ip = ip.Unmap()
-	if err := s.attach(ip, port); err != nil {
+	if err := s.attach(ip, ports); err != nil {
 		return fmt.Errorf("attach pod %v: %w", ip, err)
 	}
 	return nil
 }
 
-func (s *Stack) attach(ip netip.Addr, port Port) error {
-	if port == nil {
-		return errors.New("nil port")
+func (s *Stack) attach(ip netip.Addr, ports []Port) error {
+	if len(ports) == 0 {
+		return errors.New("no port")
+	}
+	for _, port := range ports {
+		if port == nil {
+			return errors.New("nil port")
+		}
 	}
 	if !ip.Is4() || !s.opts.PodCIDR.Contains(ip) {
 		return fmt.Errorf("address not in pod CIDR %v", s.opts.PodCIDR)
@@ -283,14 +329,15 @@ func (s *Stack) attach(ip netip.Addr, port Port) error {
 		return errors.New("address already attached")
 	}
 	p := &pod{
-		ip:   ip,
-		ip4:  ip4,
-		mac:  macFor(ip),
-		port: port,
-		done: make(chan struct{}),
+		ip:  ip,
+		ip4: ip4,
+		mac: macFor(ip),
+	}
+	for _, port := range ports {
+		p.queues = append(p.queues, &podQueue{port: port, done: make(chan struct{})})
 	}
 	p.ctx, p.cancel = context.WithCancel(s.ctx)
-	p.link = &podLink{port: port, podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr}
+	p.link = &podLink{port: ports[0], podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr}
 	p.link.mtu.Store(uint32(s.opts.MTU))
 
 	p.nicID = s.ns.NextNICID()
@@ -300,7 +347,9 @@ func (s *Stack) attach(ip netip.Addr, port Port) error {
 	}
 	s.byIP[ip4] = p
 	s.publishLocked()
-	go s.read(p)
+	for _, q := range p.queues {
+		go s.read(p, q)
+	}
 	return nil
 }
 
@@ -336,8 +385,8 @@ func (s *Stack) publishLocked() {
 	s.pods.Store(&podTable{byIP: maps.Clone(s.byIP)})
 }
 
-// DetachPod stops the reader of the pod with address ip, waits for it,
-// closes its port, removes its NIC and closes the pod's connections through
+// DetachPod stops the readers of the pod with address ip, waits for them,
+// closes its ports, removes its NIC and closes the pod's connections through
 // the host.
 func (s *Stack) DetachPod(ip netip.Addr) error {
 	ip = ip.Unmap()
@@ -360,53 +409,55 @@ func (s *Stack) DetachPod(ip netip.Addr) error {
 }
 
 // stopLocked stops an unpublished pod: ends its forwarded connections,
-// closes its port, waits for its reader, removes its NIC and keeps its
+// closes its ports, waits for its readers, removes its NIC and keeps its
 // counters.
 func (s *Stack) stopLocked(p *pod) error {
 	p.cancel()
 	p.stopping.Store(true)
-	err := p.port.Close()
-	<-p.done
+	var errs []error
+	for i, q := range p.queues {
+		if err := q.port.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close port %d: %w", i, err))
+		}
+	}
+	for _, q := range p.queues {
+		<-q.done
+	}
 	s.ns.RemoveNIC(p.nicID)
 	p.ctr.addTo(&s.retired)
-	if err != nil {
-		return fmt.Errorf("close port: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// read is p's reader: it moves every frame from p's port to its destination
-// until the port fails or is closed.
-func (s *Stack) read(p *pod) {
-	defer close(p.done)
+// read is the reader of p's queue q: it moves every frame from q's port to
+// its destination until the port fails or is closed.
+func (s *Stack) read(p *pod, q *podQueue) {
+	defer close(q.done)
 	buf := make([]byte, MaxFrameLen)
-	var reply [arpReplyLen]byte
 	for {
-		n, err := p.port.ReadFrame(buf)
+		n, err := q.port.ReadFrame(buf)
 		if err != nil {
 			if !p.stopping.Load() {
 				s.log.Warn("pod port failed; no longer reading it", "pod", p.ip, "err", err)
 			}
 			return
 		}
-		s.handleFrame(p, buf[:n], &reply)
+		s.handleFrame(p, q, buf[:n])
 	}
 }
 
-// handleFrame is the per-frame work of p's reader. reply is scratch space
-// for ARP replies.
-func (s *Stack) handleFrame(p *pod, frame []byte, reply *[arpReplyLen]byte) {
+// handleFrame is the per-frame work of the reader of p's queue q.
+func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 	remote := s.remote.Load()
 	v, dst := classifyRoute(frame, p.ip4, s.gw4, s.pods.Load(), remote)
 	switch v {
 	case verdictOverlay:
-		if !s.sendToOverlay(p, frame, remote.via) {
+		if !s.sendToOverlay(p, &q.tx, frame, remote.via) {
 			p.ctr.overlayDropped.Add(1)
 		}
 		return
 	case verdictForward:
 		rewriteForward(frame, &dst.mac, &s.gwMAC)
-		if err := dst.port.WriteFrame(frame); err != nil {
+		if err := dst.queueFor(frame[netOff:]).port.WriteFrame(frame); err != nil {
 			p.ctr.writeErrors.Add(1)
 			return
 		}
@@ -414,13 +465,13 @@ func (s *Stack) handleFrame(p *pod, frame []byte, reply *[arpReplyLen]byte) {
 		p.ctr.fastPathBytes.Add(uint64(len(frame) - vnetLen))
 		return
 	case verdictARPReply:
-		n := buildARPReply(reply[:], frame, s.gwMAC)
-		if err := p.port.WriteFrame(reply[:n]); err != nil {
+		n := buildARPReply(q.reply[:], frame, s.gwMAC)
+		if err := q.port.WriteFrame(q.reply[:n]); err != nil {
 			p.ctr.writeErrors.Add(1)
 			return
 		}
 	case verdictStack:
-		v = p.link.deliver(frame)
+		v = p.link.deliver(frame, &q.udp)
 	}
 	p.ctr.count(v)
 }

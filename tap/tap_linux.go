@@ -16,8 +16,13 @@ const baseOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
 // udpOffloads (USO, Linux 6.2+) are enabled when the kernel accepts them.
 const udpOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
 
-// Device is an open TAP device. Its methods may be called concurrently; each
-// ReadFrame and WriteFrame moves exactly one frame.
+// maxQueues is the kernel's limit on the queues of one TAP device
+// (MAX_TAP_QUEUES).
+const maxQueues = 256
+
+// Device is an open TAP device, or one queue of a multi-queue TAP device
+// (OpenQueues). Its methods may be called concurrently; each ReadFrame and
+// WriteFrame moves exactly one frame.
 type Device struct {
 	f        *os.File
 	name     string
@@ -40,25 +45,83 @@ func Open(name string) (*Device, error) {
 	if len(name) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("open tap %q: name longer than %d bytes", name, unix.IFNAMSIZ-1)
 	}
-	fd, err := unix.Open(cloneDevice, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	d, err := openQueue(name, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open tap %q: %s: %w", name, cloneDevice, err)
-	}
-	d, err := setup(fd, name)
-	if err != nil {
-		unix.Close(fd)
 		return nil, fmt.Errorf("open tap %q: %w", name, err)
 	}
 	return d, nil
 }
 
-// setup configures the freshly opened clone device fd and wraps it.
-func setup(fd int, name string) (*Device, error) {
+// OpenQueues creates TAP device name with n queues (IFF_MULTI_QUEUE) in the
+// network namespace of the calling OS thread, as Open does, and returns one
+// Device per queue: each is a descriptor of its own, attached to the device
+// with TUNSETIFF, with the vnet header and offloads set as Open sets them. An
+// empty name lets the kernel choose one; every queue reports it.
+//
+// The kernel receives a frame written to any queue the same way. It transmits
+// each flow (a hash of its addresses and ports) on one queue: the queue the
+// flow's frames were last written to, if any was in the last few seconds
+// ("automq" steering), or a queue chosen by the hash. So the reader of a
+// queue sees the flows the kernel put on it, in order; a writer that keeps
+// each flow on one queue keeps the flow's replies on one queue too.
+//
+// With n = 1 it is Open (a single-queue device, without IFF_MULTI_QUEUE).
+// The interface exists as long as one of its queues is open; closing a queue
+// detaches it, and the kernel spreads flows over the queues left.
+func OpenQueues(name string, n int) ([]*Device, error) {
+	if n < 1 || n > maxQueues {
+		return nil, fmt.Errorf("open tap %q: %d queues: want 1 to %d", name, n, maxQueues)
+	}
+	if n == 1 {
+		d, err := Open(name)
+		if err != nil {
+			return nil, err
+		}
+		return []*Device{d}, nil
+	}
+	if len(name) >= unix.IFNAMSIZ {
+		return nil, fmt.Errorf("open tap %q: name longer than %d bytes", name, unix.IFNAMSIZ-1)
+	}
+	qs := make([]*Device, 0, n)
+	for i := range n {
+		d, err := openQueue(name, unix.IFF_MULTI_QUEUE)
+		if err != nil {
+			for _, q := range qs {
+				q.Close()
+			}
+			return nil, fmt.Errorf("open tap %q: queue %d of %d: %w", name, i, n, err)
+		}
+		qs = append(qs, d)
+		name = d.name // the kernel's choice, if name was empty
+	}
+	return qs, nil
+}
+
+// openQueue opens the clone device and attaches it to TAP device name with
+// the extra TUNSETIFF flags (0 or IFF_MULTI_QUEUE).
+func openQueue(name string, flags uint16) (*Device, error) {
+	fd, err := unix.Open(cloneDevice, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cloneDevice, err)
+	}
+	d, err := setup(fd, name, flags)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return d, nil
+}
+
+// setup configures the freshly opened clone device fd and wraps it. The
+// vnet header size, byte order and offloads belong to the device, not the
+// queue; they are set on every queue all the same, which is harmless and
+// keeps each Device's Offloads accurate.
+func setup(fd int, name string, flags uint16) (*Device, error) {
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return nil, err
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR | flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		return nil, fmt.Errorf("TUNSETIFF: %w", err)
 	}
@@ -107,8 +170,9 @@ func (d *Device) WriteFrame(b []byte) error {
 	return err
 }
 
-// Close closes the device, which removes the interface, and unblocks a
-// pending ReadFrame.
+// Close closes the device, which removes the interface (for a queue of a
+// multi-queue device: once every queue is closed), and unblocks a pending
+// ReadFrame.
 func (d *Device) Close() error {
 	return d.f.Close()
 }

@@ -264,3 +264,112 @@ func TestOpenRejectsLongName(t *testing.T) {
 		t.Fatal("Open accepted a 23-byte name")
 	}
 }
+
+// udpFrame builds a vnet-header frame carrying a UDP datagram with a complete
+// checksum.
+func udpFrame(srcHW, dstHW tcpip.LinkAddress, src, dst [4]byte, sport, dport uint16, payload []byte) []byte {
+	frame := make([]byte, VirtioNetHdrLen+header.EthernetMinimumSize+header.IPv4MinimumSize+header.UDPMinimumSize+len(payload))
+	header.Ethernet(frame[VirtioNetHdrLen:]).Encode(&header.EthernetFields{SrcAddr: srcHW, DstAddr: dstHW, Type: header.IPv4ProtocolNumber})
+	ip := header.IPv4(frame[VirtioNetHdrLen+header.EthernetMinimumSize:])
+	ip.Encode(&header.IPv4Fields{
+		TotalLength: uint16(len(ip)),
+		TTL:         64,
+		Protocol:    uint8(header.UDPProtocolNumber),
+		SrcAddr:     tcpip.AddrFrom4(src),
+		DstAddr:     tcpip.AddrFrom4(dst),
+	})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	udp := header.UDP(ip[header.IPv4MinimumSize:])
+	udp.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(udp))})
+	copy(udp.Payload(), payload)
+	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, tcpip.AddrFrom4(src), tcpip.AddrFrom4(dst), uint16(len(udp)))
+	udp.SetChecksum(^checksum.Checksum(udp, xsum))
+	return frame
+}
+
+func TestOpenQueues(t *testing.T) {
+	var (
+		hostIP = [4]byte{10, 9, 0, 1}
+		peerIP = [4]byte{10, 9, 0, 2}
+		peerHW = tcpip.LinkAddress("\x0a\x58\x0a\x09\x00\x02")
+	)
+	inNewNetns(t, func() error {
+		const n = 3
+		qs, err := OpenQueues("", n)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			for _, q := range qs {
+				q.Close()
+			}
+		}()
+		if len(qs) != n {
+			return fmt.Errorf("%d queues, want %d", len(qs), n)
+		}
+		name := qs[0].Name()
+		for i, q := range qs {
+			if q.Name() != name || name == "" {
+				return fmt.Errorf("queue %d is on %q, queue 0 on %q", i, q.Name(), name)
+			}
+			if q.Offloads()&baseOffloads != baseOffloads {
+				return fmt.Errorf("queue %d: Offloads() = %#x, want at least %#x", i, q.Offloads(), baseOffloads)
+			}
+		}
+		if err := configure(name, hostIP); err != nil {
+			return err
+		}
+		ifc, err := net.InterfaceByName(name) // netlink, in this thread's namespace
+		if err != nil {
+			return err
+		}
+		hostHW := tcpip.LinkAddress(ifc.HardwareAddr)
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: hostIP[:], Port: 5000})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		buf := make([]byte, 64)
+		for i, q := range qs {
+			// Every queue takes a vnet-header frame into the kernel.
+			msg := fmt.Sprintf("queue %d", i)
+			if err := q.WriteFrame(udpFrame(peerHW, hostHW, peerIP, hostIP, 6000, 5000, []byte(msg))); err != nil {
+				return fmt.Errorf("queue %d: WriteFrame: %w", i, err)
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := conn.Read(buf)
+			if err != nil {
+				return fmt.Errorf("reading the datagram written to queue %d: %w", i, err)
+			}
+			if string(buf[:n]) != msg {
+				return fmt.Errorf("got %q, want %q", buf[:n], msg)
+			}
+		}
+		// The interface lives until its last queue is closed.
+		for _, q := range qs[:n-1] {
+			if err := q.Close(); err != nil {
+				return err
+			}
+		}
+		if _, err := net.InterfaceByName(name); err != nil {
+			return fmt.Errorf("%s with one queue left: %w", name, err)
+		}
+		qs[n-1].Close()
+		if _, err := net.InterfaceByName(name); err == nil {
+			return fmt.Errorf("%s still exists with every queue closed", name)
+		}
+		qs = nil
+		return nil
+	})
+}
+
+func TestOpenQueuesRejects(t *testing.T) {
+	for _, n := range []int{0, -1, maxQueues + 1} {
+		if _, err := OpenQueues("podnettest0", n); err == nil {
+			t.Errorf("OpenQueues accepted %d queues", n)
+		}
+	}
+	if _, err := OpenQueues("a-name-that-is-too-long", 2); err == nil {
+		t.Error("OpenQueues accepted a 23-byte name")
+	}
+}

@@ -37,6 +37,8 @@ type pod struct {
 	stopOnce sync.Once
 	stopc    chan time.Duration // receives the grace period when the pod must stop
 
+	pubMu sync.Mutex // orders status snapshots and their writes (publish)
+
 	mu         sync.Mutex // guards the fields below
 	sb         *sandbox.Sandbox
 	ip         netip.Addr
@@ -304,8 +306,12 @@ func (p *pod) exec(container string, argv []string, stdin, stdout, stderr *os.Fi
 	})
 }
 
-// publish sends the pod's current status to the StatusWriter.
+// publish sends the pod's current status to the StatusWriter. Snapshots are taken and written
+// in one order (pubMu): otherwise two containers changing at once could race, an older snapshot
+// landing last, and the pod would look unready for good.
 func (p *pod) publish() {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
 	p.mu.Lock()
 	st := *p.status.DeepCopy()
 	p.mu.Unlock()

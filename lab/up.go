@@ -145,7 +145,7 @@ func (c *Client) WaitReady(timeout time.Duration) error {
 				continue
 			}
 			if !podReady(p) {
-				notReady = append(notReady, p.Namespace+"/"+p.Name)
+				notReady = append(notReady, p.Namespace+"/"+p.Name+notReadyReason(p))
 			}
 		}
 		return len(notReady) == 0
@@ -262,4 +262,29 @@ func alive(pid int, name string) bool {
 	}
 	args := strings.Split(string(b), "\x00")
 	return len(args) >= 5 && args[1] == "lab" && args[2] == "daemon" && args[4] == name
+}
+
+// notReadyReason says why a pod is not ready, as far as its status tells: " (reason)" or "".
+func notReadyReason(p *corev1.Pod) string {
+	var why []string
+	if p.Status.Reason != "" {
+		why = append(why, p.Status.Reason+": "+p.Status.Message)
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		switch {
+		case c.State.Waiting != nil:
+			why = append(why, c.Name+" "+c.State.Waiting.Reason)
+		case c.State.Terminated != nil:
+			why = append(why, fmt.Sprintf("%s exited with %d", c.Name, c.State.Terminated.ExitCode))
+		case !c.Ready:
+			why = append(why, c.Name+" running, not ready")
+		}
+	}
+	if p.Status.PodIP == "" && len(why) == 0 {
+		why = append(why, "no network yet")
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(why, "; ") + ")"
 }

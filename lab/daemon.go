@@ -138,7 +138,9 @@ loop:
 	wg.Wait()
 	d.log.Info("lab daemon stopped", "lab", opts.Name, "removed", removeAll)
 	if removeAll {
-		return os.RemoveAll(opts.Dir)
+		err := os.RemoveAll(opts.Dir)
+		os.Remove(filepath.Dir(opts.Dir)) // the parent too, if this was its last lab
+		return err
 	}
 	os.Remove(filepath.Join(opts.Dir, "lab.sock"))
 	os.Remove(filepath.Join(opts.Dir, "exec.sock"))

@@ -227,6 +227,7 @@ func Down(name string, progress io.Writer) error {
 	if err := os.RemoveAll(c.Dir); err != nil {
 		return fmt.Errorf("remove %s: %w", c.Dir, err)
 	}
+	os.Remove(BaseDir()) // the parent too, once no lab of this user is left in it
 	fmt.Fprintf(progress, "lab %q deleted\n", name)
 	return nil
 }

@@ -1,28 +1,22 @@
 package cluster
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/podnet/podnet/internal/depcheck"
 )
 
-// TestNoNetworkStackImports keeps cluster/ free of network stacks: the object
-// model must build and test without gVisor, wireguard-go or netlink.
+// TestNoNetworkStackImports keeps cluster/ free of network stacks: the object model must build
+// and test without gVisor, wireguard-go or netlink.
 func TestNoNetworkStackImports(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("the go tool is not on PATH: cannot list dependencies")
-	}
-	out, err := exec.Command(goTool, "list", "-deps", "./...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps ./...: %v\n%s", err, out)
-	}
 	forbidden := []string{"gvisor.dev/", "golang.zx2c4.com/wireguard", "github.com/vishvananda/", "github.com/miekg/dns"}
-	for _, dep := range strings.Fields(string(out)) {
+	depcheck.Forbid(t, func(dep string) string {
 		for _, f := range forbidden {
 			if strings.HasPrefix(dep, f) {
-				t.Errorf("cluster/... depends on %s", dep)
+				return "the object model must not depend on a network stack"
 			}
 		}
-	}
+		return ""
+	}, "./...")
 }

@@ -8,52 +8,23 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 
+	"github.com/podnet/podnet/internal/leakcheck"
 	"github.com/podnet/podnet/overlay"
 	"github.com/podnet/podnet/overlay/overlaytest"
 )
 
-// checkNoLeaks fails the test if, once its other cleanups have run, a
-// goroutine of wireguard-go, gVisor or podnet is left. Call it first.
+// checkNoLeaks fails the test if, once its other cleanups have run, a goroutine of
+// wireguard-go, gVisor or podnet is left. Call it first.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "leakedGoroutines") {
-			continue
-		}
-		if strings.Contains(g, "golang.zx2c4.com/wireguard") || strings.Contains(g, "gvisor.dev/gvisor") ||
-			strings.Contains(g, "podnet/podnet/stack.") || strings.Contains(g, "podnet/podnet/overlay.") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
+	leakcheck.AtCleanup(t, leakcheck.Options{Match: []string{"golang.zx2c4.com/wireguard", "gvisor.dev/gvisor",
+		"podnet/podnet/stack.", "podnet/podnet/overlay."}})
 }
 
 func timeout(t *testing.T, d time.Duration) context.Context {

@@ -3,7 +3,7 @@ package printer
 import (
 	"bytes"
 	"errors"
-	"go/build"
+	"github.com/podnet/podnet/internal/depcheck"
 	"strings"
 	"testing"
 	"time"
@@ -382,16 +382,11 @@ func TestNoResources(t *testing.T) {
 	}
 }
 
-// TestImports keeps the printer pure formatting: it may not depend on the rest
-// of podnet (the lab, its store, the CLI).
 func TestImports(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
-		if strings.HasPrefix(imp, "github.com/podnet/podnet") {
-			t.Errorf("printer imports %s; it must not depend on the rest of podnet", imp)
+	depcheck.Forbid(t, func(dep string) string {
+		if depcheck.IsOurs(dep) && dep != "github.com/podnet/podnet/printer" {
+			return "printer must not depend on the rest of podnet"
 		}
-	}
+		return ""
+	}, ".")
 }

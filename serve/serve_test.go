@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/build"
+	"github.com/podnet/podnet/internal/depcheck"
+	"github.com/podnet/podnet/internal/leakcheck"
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -136,32 +136,15 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// checkNoLeaks fails the test if goroutines of this package (other than the
-// tests themselves) or of net/http's server are still running.
+// checkNoLeaks fails the test if goroutines of this package (other than the tests themselves)
+// or of net/http's server are still running.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	var leaked []string
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		leaked = leaked[:0]
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "serve.Test") || strings.Contains(g, "serve.Fuzz") || strings.Contains(g, "serve.start") {
-				continue
-			}
-			if strings.Contains(g, "podnet/serve.") || strings.Contains(g, "net/http.(*conn).serve") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	leakcheck.Now(t, leakcheck.Options{
+		Match:  []string{"podnet/serve.", "net/http.(*conn).serve"},
+		Ignore: []string{"serve.Test", "serve.Fuzz", "serve.start"},
+		Wait:   3 * time.Second,
+	})
 }
 
 func TestServeAnswers(t *testing.T) {
@@ -488,16 +471,11 @@ func BenchmarkParsePorts(b *testing.B) {
 	}
 }
 
-// TestImports keeps the workload a leaf: it must behave the same outside a
-// lab, so it may not depend on the rest of podnet.
 func TestImports(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, imp := range pkg.Imports {
-		if strings.HasPrefix(imp, "github.com/podnet/podnet") {
-			t.Errorf("serve imports %s; it must not depend on the rest of podnet", imp)
+	depcheck.Forbid(t, func(dep string) string {
+		if depcheck.IsOurs(dep) && dep != "github.com/podnet/podnet/serve" && !strings.HasPrefix(dep, "github.com/podnet/podnet/internal/") {
+			return "serve must not depend on the rest of podnet"
 		}
-	}
+		return ""
+	}, ".")
 }

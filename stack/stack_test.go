@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
+	"github.com/podnet/podnet/internal/leakcheck"
 	"github.com/podnet/podnet/stack"
 	"github.com/podnet/podnet/stack/stacktest"
 	"github.com/podnet/podnet/tap"
@@ -32,39 +32,11 @@ var (
 	clusters = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.96.0.0/12")}
 )
 
-// checkNoLeaks fails the test if, once its other cleanups have run, any
-// goroutine of this package or of gVisor is left. Call it first.
+// checkNoLeaks fails the test if, once its other cleanups have run, any goroutine of this
+// package or of gVisor is left. Call it first.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "leakedGoroutines") {
-			continue
-		}
-		if strings.Contains(g, "podnet/podnet/stack.") || strings.Contains(g, "gvisor.dev/gvisor") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
+	leakcheck.AtCleanup(t, leakcheck.Options{Match: []string{"podnet/podnet/stack.", "gvisor.dev/gvisor"}})
 }
 
 // newStack returns a Stack for 10.244.1.0/24 that is closed when the test

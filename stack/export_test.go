@@ -1,5 +1,7 @@
 package stack
 
+import "time"
+
 // Frame builders for the external tests (package stack_test).
 var (
 	UDPFrame        = udpFrame
@@ -14,3 +16,14 @@ const (
 	EthOff = ethOff
 	NetOff = netOff
 )
+
+// Service NAT internals for the external tests and benchmarks.
+var RewriteFlow = rewriteFlow
+
+// NATProbe drives translateOut and translateReply on a raw IPv4 packet, as
+// the readers do.
+func (s *Stack) NATOut(ip []byte, partial bool) bool { return s.translateOut(ip, partial) == natDone }
+func (s *Stack) NATReply(ip []byte) bool             { return s.translateReply(ip, false) }
+
+// SweepConntrack runs the sweeper once at now.
+func (s *Stack) SweepConntrack(now time.Time) { s.ct.sweep(now) }

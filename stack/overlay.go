@@ -242,6 +242,9 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			c.rxTTL.Add(1)
 			continue
 		}
+		if s.ct != nil && s.ct.mayBeClient(dst) {
+			s.translateReply(ip, false) // the sending node completed the checksums
+		}
 		c.rxPackets.Add(1)
 		c.rxBytes.Add(uint64(total))
 		if g.p == p && g.append(ip) {

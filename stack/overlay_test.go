@@ -35,6 +35,12 @@ func (n *node) host(i byte) netip.Addr {
 // leaked goroutines after the test.
 func newNodes(t *testing.T, count int) ([]*node, *stacktest.Underlay) {
 	t.Helper()
+	return newNodesWith(t, count, nil)
+}
+
+// newNodesWith is newNodes with every node's Options changed by modify.
+func newNodesWith(t *testing.T, count int, modify func(*stack.Options)) ([]*node, *stacktest.Underlay) {
+	t.Helper()
 	checkNoLeaks(t)
 	u := &stacktest.Underlay{}
 	nodes := make([]*node, count)
@@ -42,7 +48,11 @@ func newNodes(t *testing.T, count int) ([]*node, *stacktest.Underlay) {
 		cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 24)
 		n := &node{cidr: cidr, gw: cidr.Addr().Next()}
 		var err error
-		n.Stack, err = stack.New(stack.Options{PodCIDR: cidr, Gateway: n.gw, ClusterPrefixes: clusters, MTU: overlayMTU})
+		opts := stack.Options{PodCIDR: cidr, Gateway: n.gw, ClusterPrefixes: clusters, MTU: overlayMTU}
+		if modify != nil {
+			modify(&opts)
+		}
+		n.Stack, err = stack.New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}

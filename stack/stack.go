@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/podnet/podnet/tap"
 )
 
 // Defaults of the Options limits.
@@ -95,6 +98,21 @@ type Options struct {
 	// HostDialTimeout bounds each host dial. 0 means
 	// DefaultHostDialTimeout (30 s).
 	HostDialTimeout time.Duration
+
+	// Services picks the backends of new flows from pods to addresses in
+	// ServicePrefixes (Service NAT, nat.go). If nil, there is no Service
+	// NAT and such traffic is refused like any cluster address that is not
+	// a pod.
+	Services ServiceBalancer
+
+	// ServicePrefixes are the Service CIDRs: TCP and UDP from pods to them
+	// is translated by Services. They should also be in ClusterPrefixes,
+	// so that what is not translated is refused.
+	ServicePrefixes []netip.Prefix
+
+	// MaxConntrack bounds the translated flows tracked at once; the first
+	// packets of further flows are dropped. 0 means DefaultMaxConntrack.
+	MaxConntrack int
 }
 
 // Stack is a node's data path. Its methods are safe for concurrent use.
@@ -127,6 +145,14 @@ type Stack struct {
 	egressWG   sync.WaitGroup
 	hostConns  chan struct{} // semaphore of MaxHostConns
 	egress     egressCounters
+
+	// ct is the Service NAT's connection tracking, nil without
+	// Options.Services; svcNets are the ServicePrefixes. The sweeper
+	// goroutine ends when sweepStop is closed and closes sweepDone.
+	ct        *conntrack
+	svcNets   []netip.Prefix
+	sweepStop chan struct{}
+	sweepDone chan struct{}
 }
 
 // pod is one attached pod.
@@ -209,7 +235,29 @@ func New(opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("new stack: %w", err)
 	}
 	s.installForwarders()
+	if opts.Services != nil {
+		s.ct = newConntrack(opts.MaxConntrack)
+		s.svcNets = opts.ServicePrefixes
+		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
+		go s.sweepConntrack()
+	}
 	return s, nil
+}
+
+// sweepConntrack advances the connection-tracking clock and removes expired
+// entries once a second until Close.
+func (s *Stack) sweepConntrack() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.sweepStop:
+			return
+		case now := <-t.C:
+			s.ct.sweep(now)
+		}
+	}
 }
 
 // normalize validates opts and fills in defaults.
@@ -260,6 +308,17 @@ func normalize(o *Options) error {
 	if o.HostDialTimeout <= 0 {
 		o.HostDialTimeout = DefaultHostDialTimeout
 	}
+	if o.MaxConntrack <= 0 {
+		o.MaxConntrack = DefaultMaxConntrack
+	}
+	svc := make([]netip.Prefix, 0, len(o.ServicePrefixes))
+	for _, p := range o.ServicePrefixes {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("ServicePrefixes: want IPv4 prefixes, got %v", p)
+		}
+		svc = append(svc, p.Masked())
+	}
+	o.ServicePrefixes = svc
 	return nil
 }
 
@@ -402,6 +461,7 @@ func (s *Stack) DetachPod(ip netip.Addr) error {
 	delete(s.byIP, p.ip4)
 	s.publishLocked()
 	err := s.stopLocked(p)
+	s.flushPod(p.ip4)
 	if err != nil {
 		return fmt.Errorf("detach pod %v: %w", ip, err)
 	}
@@ -456,13 +516,10 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		}
 		return
 	case verdictForward:
-		rewriteForward(frame, &dst.mac, &s.gwMAC)
-		if err := dst.queueFor(frame[netOff:]).port.WriteFrame(frame); err != nil {
-			p.ctr.writeErrors.Add(1)
-			return
+		if s.ct != nil && s.ct.mayBeClient(dst.ip4) {
+			s.translateReply(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0)
 		}
-		p.ctr.fastPathFrames.Add(1)
-		p.ctr.fastPathBytes.Add(uint64(len(frame) - vnetLen))
+		s.forward(p, dst, frame)
 		return
 	case verdictARPReply:
 		n := buildARPReply(q.reply[:], frame, s.gwMAC)
@@ -471,9 +528,101 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 			return
 		}
 	case verdictStack:
+		if s.ct != nil && s.toService(frame) {
+			switch s.translateOut(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
+			case natDone:
+				s.routeTranslated(p, q, frame, remote)
+				return
+			case natDropped: // counted in the conntrack's counters
+				return
+			}
+		}
 		v = p.link.deliver(frame, &q.udp)
 	}
 	p.ctr.count(v)
+}
+
+// forward writes frame (classified verdictForward) from p to the local pod
+// dst.
+func (s *Stack) forward(p, dst *pod, frame []byte) {
+	rewriteForward(frame, &dst.mac, &s.gwMAC)
+	if err := dst.queueFor(frame[netOff:]).port.WriteFrame(frame); err != nil {
+		p.ctr.writeErrors.Add(1)
+		return
+	}
+	p.ctr.fastPathFrames.Add(1)
+	p.ctr.fastPathBytes.Add(uint64(len(frame) - vnetLen))
+}
+
+// toService reports whether frame (an IPv4 frame that classifyRoute
+// checked) is addressed to a Service prefix.
+func (s *Stack) toService(frame []byte) bool {
+	if binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
+		return false
+	}
+	dst := netip.AddrFrom4([4]byte(frame[netOff+16 : netOff+20]))
+	for _, n := range s.svcNets {
+		if n.Contains(dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeTranslated sends frame, from p and translated by the Service NAT, on
+// by its new destination: a local pod, another node's pod, or (a backend
+// that is neither any more) the netstack, which refuses it. The source is
+// not checked again: a hairpin flow's source is the Service address.
+func (s *Stack) routeTranslated(p *pod, q *podQueue, frame []byte, remote *remoteTable) {
+	ip := frame[netOff:]
+	dst := [4]byte(ip[16:20])
+	if ip[8] <= 1 {
+		p.ctr.count(verdictTTL)
+		return
+	}
+	if d := s.pods.Load().lookup(dst); d != nil {
+		s.forward(p, d, frame)
+		return
+	}
+	if remote.routes(dst) {
+		if !s.sendToOverlay(p, &q.tx, frame, remote.via) {
+			p.ctr.overlayDropped.Add(1)
+		}
+		return
+	}
+	p.ctr.count(p.link.deliver(frame, &q.udp))
+}
+
+// FlushUDPBackends removes the connection-tracking entries of the UDP flows
+// translated to any of backends, so that their next datagrams pick a backend
+// again (kube-proxy clears them when an endpoint goes away). It returns the
+// number of entries removed.
+func (s *Stack) FlushUDPBackends(backends []netip.AddrPort) int {
+	if s.ct == nil || len(backends) == 0 {
+		return 0
+	}
+	gone := make(map[ctKey]bool, len(backends)) // by (address, port) of the reply's source
+	for _, b := range backends {
+		b = netip.AddrPortFrom(b.Addr().Unmap(), b.Port())
+		if b.Addr().Is4() {
+			gone[makeKey(b.Addr().As4(), [4]byte{}, b.Port(), 0, protoUDP)] = true
+		}
+	}
+	n := s.ct.removeIf(func(e *ctEntry) bool {
+		return e.orig.proto() == protoUDP && gone[makeKey(e.reply.src(), [4]byte{}, e.reply.sport(), 0, protoUDP)]
+	})
+	s.ct.ctr.flushed.Add(uint64(n))
+	return n
+}
+
+// flushPod removes the connection-tracking entries of the pod with address
+// a, as client or as backend.
+func (s *Stack) flushPod(a [4]byte) {
+	if s.ct == nil {
+		return
+	}
+	n := s.ct.removeIf(func(e *ctEntry) bool { return e.client == a || e.reply.src() == a })
+	s.ct.ctr.flushed.Add(uint64(n))
 }
 
 // DialContextTCP opens a TCP connection from the gateway address to dst, an
@@ -516,6 +665,15 @@ func (s *Stack) Stats() Stats {
 	st.DroppedOverlayRx = oc.rxDropped.Load()
 	st.DroppedTTL += oc.rxTTL.Load()
 	st.DroppedWrite += oc.rxWriteErrors.Load()
+	if ct := s.ct; ct != nil {
+		st.NATFlows = ct.ctr.flows.Load()
+		st.NATActive = ct.count.Load()
+		st.NATPackets = ct.ctr.packets.Load()
+		st.NATNoEndpoint = ct.ctr.noEndpoint.Load()
+		st.NATDropped = ct.ctr.full.Load()
+		st.NATExpired = ct.ctr.expired.Load()
+		st.NATFlushed = ct.ctr.flushed.Load()
+	}
 	return st
 }
 
@@ -548,6 +706,10 @@ func (s *Stack) Close() error {
 	s.egressDone = true
 	s.egressMu.Unlock()
 	s.egressWG.Wait()
+	if s.sweepStop != nil {
+		close(s.sweepStop)
+		<-s.sweepDone
+	}
 	s.ns.Destroy()
 	return errors.Join(errs...)
 }

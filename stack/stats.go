@@ -81,6 +81,22 @@ type Stats struct {
 	// because Options.MaxPendingHandshakes, MaxHostConns or MaxUDPFlows was
 	// reached.
 	LimitDrops uint64
+
+	// Service NAT (zero without Options.Services). NATFlows counts the
+	// flows translated since New and NATActive the entries in the
+	// connection-tracking table now; NATPackets the packets translated.
+	// NATNoEndpoint counts new flows to a Service port without a usable
+	// endpoint, refused at once; NATDropped new flows dropped because the
+	// table was full (Options.MaxConntrack) or their reply key was taken.
+	// NATExpired and NATFlushed count entries removed by timeout and by
+	// FlushUDPBackends or a detached pod.
+	NATFlows      uint64
+	NATActive     int64
+	NATPackets    uint64
+	NATNoEndpoint uint64
+	NATDropped    uint64
+	NATExpired    uint64
+	NATFlushed    uint64
 }
 
 // counters are one pod's frame counters. The hot ones are written only by

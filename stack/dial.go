@@ -1,0 +1,70 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+)
+
+// bindFor returns the local address a connection to dst from src uses: on
+// the NIC of dst's pod if dst is attached here, with src as the source
+// address if it is a valid IPv4 address (the pod NICs allow spoofing, and
+// the pod's answers to an address outside the cluster come back through the
+// netstack), and from the gateway otherwise; for any other dst (another
+// node's pod) from the gateway on the overlay NIC, whatever src is: an
+// answer to another address would not come back to this node.
+func (s *Stack) bindFor(src netip.Addr, dst netip.Addr) (tcpip.FullAddress, error) {
+	if !dst.Is4() {
+		return tcpip.FullAddress{}, fmt.Errorf("%v is not an IPv4 address", dst)
+	}
+	if p := s.pods.Load().lookup(dst.As4()); p != nil {
+		la := tcpip.FullAddress{NIC: p.nicID, Addr: tcpip.AddrFrom4(s.gw4)}
+		if src = src.Unmap(); src.Is4() && src != dst {
+			la.Addr = tcpip.AddrFrom4(src.As4())
+		}
+		return la, nil
+	}
+	if s.remote.Load().routes(dst.As4()) {
+		return tcpip.FullAddress{NIC: s.ovl.nicID, Addr: tcpip.AddrFrom4(s.gw4)}, nil
+	}
+	return tcpip.FullAddress{}, fmt.Errorf("%v is not the address of a pod this node reaches", dst)
+}
+
+// DialTCP opens a TCP connection through the netstack to dst, a pod of this
+// node or of another, with source address src (see bindFor: honoured only
+// for a pod of this node; an invalid src means the gateway). NodePorts use
+// it to carry outside clients into the cluster.
+func (s *Stack) DialTCP(ctx context.Context, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	la, err := s.bindFor(src, dst.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("dial tcp %v: %w", dst, err)
+	}
+	ra := tcpip.FullAddress{NIC: la.NIC, Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
+	c, err := gonet.DialTCPWithBind(ctx, s.ns, la, ra, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, err // gonet's *net.OpError names the operation and address
+	}
+	return c, nil
+}
+
+// DialUDP opens a connected UDP socket through the netstack to dst, with
+// source address src as for DialTCP.
+func (s *Stack) DialUDP(src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	la, err := s.bindFor(src, dst.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("dial udp %v: %w", dst, err)
+	}
+	ra := tcpip.FullAddress{NIC: la.NIC, Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
+	c, err := gonet.DialUDP(s.ns, &la, &ra, ipv4.ProtocolNumber)
+	if err != nil {
+		return nil, fmt.Errorf("dial udp %v: %w", dst, err)
+	}
+	return c, nil
+}

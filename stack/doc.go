@@ -68,6 +68,17 @@
 // on the queue it was written to, hence to one reader too. The pod's NIC in
 // the netstack takes frames from every queue and writes to the first.
 //
+// Service NAT (nat.go) sits in front of these paths: TCP and UDP from a pod
+// to a Service address (Options.ServicePrefixes) is translated to a backend
+// that Options.Services picks once per new flow, the flow is kept in a
+// connection-tracking table, and the translated frame takes the fast or the
+// overlay path by its new destination; replies are translated back on the
+// client's node, from a local backend or from the overlay. A Service port
+// without endpoints is refused at once by the netstack (RST or ICMP port
+// unreachable). DialTCP and DialUDP open connections from the netstack to
+// any pod (NodePorts use them), with an outside client's address as the
+// source where the pod is local.
+//
 // Before either path, ARP requests are answered with GatewayMAC (the pod
 // routes everything via the gateway, so it only ever needs that MAC), and
 // IPv4 whose source is not the port's pod IP is dropped (anti-spoofing).

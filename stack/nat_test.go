@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
@@ -524,4 +525,65 @@ func BenchmarkNATEstablished(b *testing.B) {
 			b.Fatal("not translated")
 		}
 	}
+}
+
+func TestDialWithSource(t *testing.T) {
+	nodes, _ := newNodesWith(t, 2, nil)
+	b := addNodePod(t, nodes[0], nodes[0].host(20), false)
+	r := addNodePod(t, nodes[1], nodes[1].host(30), false)
+	client := netip.MustParseAddr("192.0.2.44")
+	for _, tc := range []struct {
+		name string
+		dst  *podAt
+		src  netip.Addr
+		want netip.Addr
+	}{
+		{"local pod, client kept", &podAt{b.IP, b.ListenTCP}, client, client},
+		{"local pod, from the gateway", &podAt{b.IP, b.ListenTCP}, netip.Addr{}, nodes[0].gw},
+		{"remote pod, always from the gateway", &podAt{r.IP, r.ListenTCP}, client, nodes[0].gw},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := tc.dst.listen(8080)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			done := sinkServer(t, ln)
+			c, err := nodes[0].DialTCP(timeout(t, 5*time.Second), tc.src, netip.AddrPortFrom(tc.dst.ip, 8080))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sum, reply := transfer(t, c, 100<<10)
+			if r := <-done; r != "ok" {
+				t.Fatal(r)
+			}
+			if want := fmt.Sprintf("%x %s", sum, tc.want); reply != want {
+				t.Errorf("pod saw %q, want %q", reply, want)
+			}
+		})
+	}
+	// UDP to a local pod with the client's address.
+	srv, err := b.ListenUDP(5353)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go echoFrom(srv)
+	u, err := nodes[0].DialUDP(client, netip.AddrPortFrom(b.IP, 5353))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if got := udpRoundTrip(t, u, "hi"); got != client.String()+" hi" {
+		t.Errorf("UDP reply %q", got)
+	}
+	if _, err := nodes[0].DialTCP(timeout(t, time.Second), netip.Addr{}, netip.MustParseAddrPort("198.51.100.1:80")); err == nil {
+		t.Error("DialTCP to an address outside the cluster succeeded")
+	}
+}
+
+type podAt struct {
+	ip     netip.Addr
+	listen func(uint16) (*gonet.TCPListener, error)
 }

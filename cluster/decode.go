@@ -8,11 +8,15 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	goruntime "runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -36,7 +40,8 @@ type Document struct {
 	// document; 0 for a document that is not a List.
 	Item int
 	// Object is the decoded, defaulted and validated object: a *Lab,
-	// *corev1.Namespace, *corev1.Pod or *appsv1.Deployment.
+	// *corev1.Namespace, *corev1.Pod, *appsv1.Deployment, *corev1.Service
+	// or *discoveryv1.EndpointSlice.
 	Object runtime.Object
 }
 
@@ -135,9 +140,11 @@ var decodable = []struct {
 	{"v1", KindNamespace, func() runtime.Object { return new(corev1.Namespace) }},
 	{"v1", KindPod, func() runtime.Object { return new(corev1.Pod) }},
 	{"apps/v1", KindDeployment, func() runtime.Object { return new(appsv1.Deployment) }},
+	{"v1", KindService, func() runtime.Object { return new(corev1.Service) }},
+	{"discovery.k8s.io/v1", KindEndpointSlice, func() runtime.Object { return new(discoveryv1.EndpointSlice) }},
 }
 
-const decodableKinds = "a lab file holds Lab, Namespace, Pod and Deployment objects"
+const decodableKinds = "a lab file holds Lab, Namespace, Pod, Deployment, Service and EndpointSlice objects"
 
 // Decode reads a lab file: a stream of YAML documents separated by lines
 // starting with "---", or of JSON objects. It decodes each document as
@@ -162,15 +169,42 @@ func Decode(r io.Reader, source string) ([]Document, error) {
 			Err:    fmt.Errorf("too large: a lab file may have at most %d MiB", MaxStreamSize>>20),
 		}}}
 	}
-	d := &decoder{source: source, seen: make(map[objectKey]Document)}
-	for _, raw := range splitStream(data) {
-		d.document(raw)
+	raws := splitStream(data)
+	// Documents decode independently, in parallel for a large stream; then
+	// their results are taken in stream order, which is when objects
+	// defined twice are found.
+	results := make([][]decoded, len(raws))
+	workers := min(goruntime.GOMAXPROCS(0), len(raws)/minDocsPerWorker)
+	if workers <= 1 {
+		d := newDecoder(source)
+		for i, raw := range raws {
+			results[i] = d.document(raw)
+		}
+	} else {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range workers {
+			wg.Go(func() {
+				d := newDecoder(source)
+				for i := int(next.Add(1) - 1); i < len(raws); i = int(next.Add(1) - 1) {
+					results[i] = d.document(raws[i])
+				}
+			})
+		}
+		wg.Wait()
 	}
-	if len(d.problems) > 0 {
-		return nil, &DecodeError{Problems: d.problems}
+	m := &merger{seen: make(map[objectKey]Document)}
+	for _, r := range results {
+		m.take(r)
 	}
-	return d.docs, nil
+	if len(m.problems) > 0 {
+		return nil, &DecodeError{Problems: m.problems}
+	}
+	return m.docs, nil
 }
+
+// minDocsPerWorker is the fewest documents worth a goroutine of their own.
+const minDocsPerWorker = 64
 
 // rawDoc is one document of a stream, not yet decoded.
 type rawDoc struct {
@@ -270,19 +304,51 @@ type objectKey struct {
 	namespace, name string
 }
 
+// decoded is what decoding a document found, in order: a problem, or an
+// object (whose problems come before it).
+type decoded struct {
+	problem *Problem
+	doc     *Document
+}
+
+// decoder decodes documents one at a time. It is not safe for concurrent
+// use; several decoders may decode the documents of one stream.
 type decoder struct {
-	source   string
+	source string
+	out    []decoded // of the document being decoded
+	// fields caches the JSON fields of Go types for the type checker.
+	fields map[reflect.Type]map[string]reflect.Type
+}
+
+func newDecoder(source string) *decoder {
+	return &decoder{source: source, fields: make(map[reflect.Type]map[string]reflect.Type)}
+}
+
+// merger collects the decoded documents of a stream, in order, and finds
+// objects defined twice.
+type merger struct {
 	docs     []Document
 	problems []Problem
 	seen     map[objectKey]Document // the first document of each object
 }
 
+func (m *merger) take(r []decoded) {
+	for _, e := range r {
+		if e.problem != nil {
+			m.problems = append(m.problems, *e.problem)
+			continue
+		}
+		m.docs = append(m.docs, *e.doc)
+		m.checkDuplicate(*e.doc)
+	}
+}
+
 // problem records a problem of the document at raw.
 func (d *decoder) problem(raw rawDoc, item int, object, path string, err error) {
-	d.problems = append(d.problems, Problem{
+	d.out = append(d.out, decoded{problem: &Problem{
 		Source: d.source, Index: raw.index, Line: raw.line, Item: item,
 		Object: object, Field: path, Err: err,
-	})
+	}})
 }
 
 // fieldProblems records field errors.
@@ -293,7 +359,13 @@ func (d *decoder) fieldProblems(raw rawDoc, item int, object string, errs field.
 }
 
 // document decodes one document of the stream.
-func (d *decoder) document(raw rawDoc) {
+func (d *decoder) document(raw rawDoc) []decoded {
+	d.out = nil
+	d.decode(raw)
+	return d.out
+}
+
+func (d *decoder) decode(raw rawDoc) {
 	data := raw.text
 	var yamlText []byte // nil for JSON
 	var dups []error    // duplicate fields in YAML
@@ -375,7 +447,7 @@ func (d *decoder) list(raw rawDoc, m map[string]any, yamlText []byte, dups []err
 // object decodes, defaults and validates one object. exact is the JSON of
 // the object if m was decoded from it alone; nil if m is part of a List.
 func (d *decoder) object(raw rawDoc, item int, m map[string]any, exact, yamlText []byte, dups []error) {
-	tc := &typeChecker{yamlText: yamlText}
+	tc := &typeChecker{yamlText: yamlText, fields: d.fields}
 	apiVersion, kind := "", ""
 	for _, f := range []struct {
 		name string
@@ -444,25 +516,24 @@ func (d *decoder) object(raw rawDoc, item int, m map[string]any, exact, yamlText
 	}
 
 	doc := Document{Source: d.source, Index: raw.index, Line: raw.line, Item: item, Object: obj}
-	d.docs = append(d.docs, doc)
-	d.checkDuplicate(raw, item, doc)
+	d.out = append(d.out, decoded{doc: &doc})
 }
 
 // checkDuplicate records doc's object and reports it if the stream defined
 // it before.
-func (d *decoder) checkDuplicate(raw rawDoc, item int, doc Document) {
+func (m *merger) checkDuplicate(doc Document) {
 	k, _ := KindOf(doc.Object)
-	m, err := meta.Accessor(doc.Object)
-	if err != nil || m.GetName() == "" {
+	om, err := meta.Accessor(doc.Object)
+	if err != nil || om.GetName() == "" {
 		return
 	}
-	key := objectKey{kind: k, namespace: m.GetNamespace(), name: m.GetName()}
+	key := objectKey{kind: k, namespace: om.GetNamespace(), name: om.GetName()}
 	if k == KindLab {
 		key = objectKey{kind: KindLab} // one Lab per stream, whatever its name
 	}
-	first, dup := d.seen[key]
+	first, dup := m.seen[key]
 	if !dup {
-		d.seen[key] = doc
+		m.seen[key] = doc
 		return
 	}
 	dupErr := field.Duplicate(field.NewPath("metadata", "name"), key.name)
@@ -475,7 +546,10 @@ func (d *decoder) checkDuplicate(raw rawDoc, item int, doc Document) {
 	default:
 		dupErr.Detail = fmt.Sprintf("%s is defined twice: also at %s", ObjectName(doc.Object), first.Position())
 	}
-	d.problem(raw, item, ObjectName(doc.Object), dupErr.Field, dupErr)
+	m.problems = append(m.problems, Problem{
+		Source: doc.Source, Index: doc.Index, Line: doc.Line, Item: doc.Item,
+		Object: ObjectName(doc.Object), Field: dupErr.Field, Err: dupErr,
+	})
 }
 
 // newObject returns a new object of the kind a document names.

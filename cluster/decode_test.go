@@ -245,8 +245,8 @@ spec:
 	// Kinds and syntax.
 	{name: "unknown kind", in: "apiVersion: v1\nkind: Frobnicator\nmetadata: {name: a}\n", wants: []string{
 		`lab.yaml: document 1 (line 1): kind: Invalid value: "Frobnicator": unknown kind`}},
-	{name: "kind podnet knows but a lab file does not take", in: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n", wants: []string{
-		`kind: Invalid value: "Service": podnet does not take Service objects from lab files`}},
+	{name: "kind podnet knows but a lab file does not take", in: "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n", wants: []string{
+		`kind: Invalid value: "Secret": podnet does not take Secret objects from lab files`}},
 	{name: "kind in the wrong case", in: "apiVersion: v1\nkind: pod\nmetadata: {name: a}\n", wants: []string{
 		`kind: Invalid value: "pod": kinds are case-sensitive: did you mean Pod?`}},
 	{name: "wrong apiVersion", in: "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n", wants: []string{
@@ -370,50 +370,57 @@ spec:
 
 func TestDecode(t *testing.T) {
 	for _, tt := range decodeCases {
-		t.Run(tt.name, func(t *testing.T) {
-			docs, err := Decode(strings.NewReader(tt.in), "lab.yaml")
-			if len(tt.wants) == 0 {
-				if err != nil {
-					t.Fatalf("Decode: unexpected error:\n%v", err)
-				}
-				if len(docs) != tt.docs {
-					t.Fatalf("Decode returned %d documents, want %d", len(docs), tt.docs)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Decode succeeded, want errors:\n%s", strings.Join(tt.wants, "\n"))
-			}
-			if docs != nil {
-				t.Errorf("Decode returned %d documents with an error", len(docs))
-			}
-			var de *DecodeError
-			if !errors.As(err, &de) {
-				t.Fatalf("Decode error is %T, want *DecodeError", err)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(de.Problems) {
-				t.Errorf("error has %d lines for %d problems", len(lines), len(de.Problems))
-			}
-			used := make([]bool, len(lines))
-		want:
-			for _, w := range tt.wants {
-				for i, l := range lines {
-					if !used[i] && strings.Contains(l, w) {
-						used[i] = true
-						continue want
-					}
-				}
-				t.Errorf("no line of the error contains\n\t%s", w)
-			}
-			if len(lines) != len(tt.wants) {
-				t.Errorf("error has %d lines, want %d", len(lines), len(tt.wants))
-			}
-			if t.Failed() {
-				t.Logf("the error:\n%v", err)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkDecode(t, tt.in, tt.docs, tt.wants) })
 	}
+}
+
+// checkDecode decodes in and checks that it gives want documents, or, if
+// wants is not empty, an error with one line containing each of wants. It
+// returns the documents.
+func checkDecode(t *testing.T, in string, want int, wants []string) []Document {
+	t.Helper()
+	docs, err := Decode(strings.NewReader(in), "lab.yaml")
+	if len(wants) == 0 {
+		if err != nil {
+			t.Fatalf("Decode: unexpected error:\n%v", err)
+		}
+		if len(docs) != want {
+			t.Fatalf("Decode returned %d documents, want %d", len(docs), want)
+		}
+		return docs
+	}
+	if err == nil {
+		t.Fatalf("Decode succeeded, want errors:\n%s", strings.Join(wants, "\n"))
+	}
+	if docs != nil {
+		t.Errorf("Decode returned %d documents with an error", len(docs))
+	}
+	var de *DecodeError
+	if !errors.As(err, &de) {
+		t.Fatalf("Decode error is %T, want *DecodeError", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(de.Problems) {
+		t.Errorf("error has %d lines for %d problems", len(lines), len(de.Problems))
+	}
+	used := make([]bool, len(lines))
+want:
+	for _, w := range wants {
+		for i, l := range lines {
+			if !used[i] && strings.Contains(l, w) {
+				used[i] = true
+				continue want
+			}
+		}
+		t.Errorf("no line of the error contains\n\t%s", w)
+	}
+	if len(lines) != len(wants) {
+		t.Errorf("error has %d lines, want %d", len(lines), len(wants))
+	}
+	if t.Failed() {
+		t.Logf("the error:\n%v", err)
+	}
+	return nil
 }
 
 func TestDecodeExample(t *testing.T) {

@@ -16,6 +16,9 @@ func FuzzDecode(f *testing.F) {
 	for _, tt := range decodeCases {
 		f.Add([]byte(tt.in))
 	}
+	for _, tt := range serviceCases {
+		f.Add([]byte(tt.in))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		docs, err := Decode(bytes.NewReader(data), "fuzz.yaml")
 		if err != nil {

@@ -28,6 +28,22 @@ type typeChecker struct {
 	// which are bounded to keep a document full of them linear.
 	wordLookups int
 	errs        field.ErrorList
+	// fields caches jsonFields by type; it may be shared by the checkers
+	// of one stream (not concurrently). Nil: no caching.
+	fields map[reflect.Type]map[string]reflect.Type
+}
+
+// jsonFields returns jsonFields(t), cached.
+func (c *typeChecker) jsonFields(t reflect.Type) map[string]reflect.Type {
+	if c.fields == nil {
+		return jsonFields(t)
+	}
+	f, ok := c.fields[t]
+	if !ok {
+		f = jsonFields(t)
+		c.fields[t] = f
+	}
+	return f
 }
 
 // maxWordLookups bounds the searches for booleans' words in one document.
@@ -94,7 +110,7 @@ func (c *typeChecker) check(v any, t reflect.Type, path *field.Path) (any, bool)
 			c.mismatch(v, path, "a mapping")
 			return nil, false
 		}
-		fields := jsonFields(t)
+		fields := c.jsonFields(t)
 		for _, k := range sortedKeys(m) {
 			ft, known := fields[k]
 			if !known {

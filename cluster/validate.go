@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,8 +37,10 @@ const (
 // does: the namespace "default" for a namespaced object, a pod's
 // restartPolicy (Always), dnsPolicy (ClusterFirst), terminationGracePeriod,
 // port protocols (TCP) and probe timings, a Deployment's replicas (1) and
-// its template's pod defaults, and a Lab's network defaults. Objects of
-// other types are left alone.
+// its template's pod defaults, a Service's defaults as the API server sets
+// them (see setServiceDefaults), an EndpointSlice's port protocols and
+// names, and a Lab's network defaults. Objects of other types are left
+// alone.
 func SetDefaults(obj runtime.Object) {
 	switch o := obj.(type) {
 	case *Lab:
@@ -56,6 +59,10 @@ func SetDefaults(obj runtime.Object) {
 			o.Spec.Replicas = &one
 		}
 		setPodSpecDefaults(&o.Spec.Template.Spec)
+	case *corev1.Service:
+		setServiceDefaults(o)
+	case *discoveryv1.EndpointSlice:
+		setEndpointSliceDefaults(o)
 	}
 }
 
@@ -111,10 +118,11 @@ func setProbeDefaults(p *corev1.Probe) {
 	}
 }
 
-// Validate checks obj, a *Lab, *corev1.Namespace, *corev1.Pod or
-// *appsv1.Deployment, and returns everything wrong with it. Unset fields
-// that have a default are accepted; whether a pod's node or namespace
-// exists is left to the caller.
+// Validate checks obj, a *Lab, *corev1.Namespace, *corev1.Pod,
+// *appsv1.Deployment, *corev1.Service or *discoveryv1.EndpointSlice, and
+// returns everything wrong with it. Unset fields that have a default are
+// accepted; whether a pod's node or namespace exists, and whether a
+// Service's clusterIP and NodePorts are free, is left to the caller.
 func Validate(obj runtime.Object) field.ErrorList {
 	switch o := obj.(type) {
 	case *Lab:
@@ -128,6 +136,10 @@ func Validate(obj runtime.Object) field.ErrorList {
 		return append(errs, validatePodSpec(&o.Spec, field.NewPath("spec"), podRestartPolicies)...)
 	case *appsv1.Deployment:
 		return validateDeployment(o)
+	case *corev1.Service:
+		return validateService(o)
+	case *discoveryv1.EndpointSlice:
+		return validateEndpointSlice(o)
 	default:
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("podnet cannot validate %T", obj))}
 	}

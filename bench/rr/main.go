@@ -6,7 +6,14 @@
 //	rr -connect 10.0.0.1:47400 -n 2000
 //	{"p50_us":41.2,"p99_us":88.0,"n":2000}
 //
-// Used by bench/crossnode.sh; iperf3 measures throughput, not latency.
+// With -new-conns every round trip opens a connection of its own (connect, request, response,
+// close), so the figures include the handshake, and the output adds the connections per second
+// (over -c concurrent clients):
+//
+//	rr -connect 10.96.0.20:47400 -new-conns -n 5000 -c 4
+//	{"p50_us":180.5,"p99_us":420.1,"n":5000,"conns_per_s":9100}
+//
+// Used by bench/crossnode.sh and bench/services.sh; iperf3 measures throughput, not latency.
 package main
 
 import (
@@ -30,6 +37,8 @@ func main() {
 	n := flag.Int("n", 2000, "round trips to measure")
 	warmup := flag.Int("warmup", 200, "round trips before measuring (not counted)")
 	dialFor := flag.Duration("dial-timeout", 10*time.Second, "keep retrying the connect this long")
+	newConns := flag.Bool("new-conns", false, "open a new connection for every round trip")
+	conc := flag.Int("c", 1, "concurrent clients (with -new-conns)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("rr: ")
@@ -38,7 +47,13 @@ func main() {
 	case *listen != "" && *connect == "":
 		log.Fatal(serve(*listen))
 	case *connect != "" && *listen == "" && *n > 0 && *warmup >= 0:
-		res, err := measure(*connect, *n, *warmup, *dialFor)
+		measureFn := measure
+		if *newConns {
+			measureFn = func(addr string, n, warmup int, dialFor time.Duration) (result, error) {
+				return measureConns(addr, n, warmup, max(*conc, 1), dialFor)
+			}
+		}
+		res, err := measureFn(*connect, *n, *warmup, *dialFor)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -81,9 +96,93 @@ func serve(addr string) error {
 }
 
 type result struct {
-	P50 float64 `json:"p50_us"`
-	P99 float64 `json:"p99_us"`
-	N   int     `json:"n"`
+	P50      float64 `json:"p50_us"`
+	P99      float64 `json:"p99_us"`
+	N        int     `json:"n"`
+	ConnsPer float64 `json:"conns_per_s,omitempty"`
+}
+
+// percentiles returns the result of the sorted-in-place durations d.
+func percentiles(d []time.Duration) result {
+	slices.Sort(d)
+	pct := func(p int) float64 {
+		i := (len(d)*p+99)/100 - 1 // nearest rank
+		return float64(d[max(i, 0)].Nanoseconds()/100) / 10
+	}
+	return result{P50: pct(50), P99: pct(99), N: len(d)}
+}
+
+// oneConn connects to addr, makes one round trip and closes.
+func oneConn(addr string, req, resp []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	_, err = io.ReadFull(c, resp)
+	return err
+}
+
+// measureConns makes n round trips, each on a new connection, from conc clients at once.
+func measureConns(addr string, n, warmup, conc int, dialFor time.Duration) (result, error) {
+	req, resp := make([]byte, msgSize), make([]byte, msgSize)
+	var err error
+	for deadline := time.Now().Add(dialFor); ; {
+		if err = oneConn(addr, req, resp); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		return result{}, err
+	}
+	for range warmup {
+		if err := oneConn(addr, req, resp); err != nil {
+			return result{}, err
+		}
+	}
+	type out struct {
+		d   []time.Duration
+		err error
+	}
+	outs := make(chan out, conc)
+	start := time.Now()
+	for w := range conc {
+		count := n / conc
+		if w < n%conc {
+			count++
+		}
+		go func() {
+			req, resp := make([]byte, msgSize), make([]byte, msgSize)
+			var o out
+			for range count {
+				t := time.Now()
+				if o.err = oneConn(addr, req, resp); o.err != nil {
+					break
+				}
+				o.d = append(o.d, time.Since(t))
+			}
+			outs <- o
+		}()
+	}
+	var all []time.Duration
+	for range conc {
+		o := <-outs
+		if o.err != nil && err == nil {
+			err = o.err
+		}
+		all = append(all, o.d...)
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		return result{}, err
+	}
+	res := percentiles(all)
+	res.ConnsPer = float64(int(float64(n)/elapsed.Seconds()*10)) / 10
+	return res, nil
 }
 
 func measure(addr string, n, warmup int, dialFor time.Duration) (result, error) {
@@ -117,10 +216,5 @@ func measure(addr string, n, warmup int, dialFor time.Duration) (result, error) 
 			return result{}, fmt.Errorf("response %d out of order", i)
 		}
 	}
-	slices.Sort(rtts)
-	pct := func(p int) float64 {
-		i := (len(rtts)*p+99)/100 - 1 // nearest rank
-		return float64(rtts[max(i, 0)].Nanoseconds()/100) / 10
-	}
-	return result{P50: pct(50), P99: pct(99), N: n}, nil
+	return percentiles(rtts), nil
 }

@@ -141,7 +141,14 @@ func (p *Proxy) buildLocked(svcs []Service) *table {
 	ids := map[spName]uint32{}
 	t.byID = map[uint32]*portEntry{}
 	var seen map[netip.AddrPort]struct{} // for duplicates in long lists
-	var skipped, conflicts []string
+	var skipped []string
+	var conflicts int
+	var firstConflict string
+	noteConflict := func(s *Service, sp *Port, what string, other *portEntry) {
+		if conflicts++; conflicts == 1 {
+			firstConflict = conflict(s, sp, what, other)
+		}
+	}
 
 	n := 0
 	for i := range t.svcs {
@@ -211,7 +218,7 @@ func (p *Proxy) buildLocked(svcs []Service) *table {
 			if vip.Is4() {
 				k := key{vip: vip.As4(), port: sp.Port, proto: proto}
 				if other := t.cluster[k]; other != nil {
-					conflicts = append(conflicts, conflict(s, sp, "clusterIP", other))
+					noteConflict(s, sp, "clusterIP", other)
 				} else {
 					t.cluster[k] = e
 				}
@@ -219,7 +226,7 @@ func (p *Proxy) buildLocked(svcs []Service) *table {
 			if sp.NodePort != 0 {
 				k := key{port: sp.NodePort, proto: proto}
 				if other := t.nodePort[k]; other != nil {
-					conflicts = append(conflicts, conflict(s, sp, "nodePort", other))
+					noteConflict(s, sp, "nodePort", other)
 				} else {
 					t.nodePort[k] = e
 				}
@@ -233,7 +240,7 @@ func (p *Proxy) buildLocked(svcs []Service) *table {
 				k := key{vip: ip.As4(), port: sp.Port, proto: proto}
 				if other := t.lb[k]; other != nil {
 					if other.svc != s {
-						conflicts = append(conflicts, conflict(s, sp, "loadBalancer IP "+ip.String(), other))
+						noteConflict(s, sp, "loadBalancer IP "+ip.String(), other)
 					}
 				} else {
 					t.lb[k] = e
@@ -249,8 +256,8 @@ func (p *Proxy) buildLocked(svcs []Service) *table {
 	if len(skipped) > 0 {
 		p.log.Warn("service table: IPv6 virtual addresses are not served", "count", len(skipped), "first", skipped[0])
 	}
-	if len(conflicts) > 0 {
-		p.log.Warn("service table: address conflicts, the first Service keeps it", "count", len(conflicts), "first", conflicts[0])
+	if conflicts > 0 {
+		p.log.Warn("service table: address conflicts, the first Service keeps it", "count", conflicts, "first", firstConflict)
 	}
 	return t
 }

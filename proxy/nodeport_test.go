@@ -263,6 +263,32 @@ func TestNodePortRefusals(t *testing.T) {
 	}
 }
 
+func TestNodePortCarriesBackendReset(t *testing.T) {
+	n := newNodePorts(t, proxy.NodePortOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // a pod that resets every connection once it is spliced
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	port := freePort(t)
+	n.apply(t, service("web", proxy.TCP, port, addrPort(l.Addr())))
+	if err := refused(port); err != nil {
+		t.Errorf("a backend's reset: %v", err)
+	}
+}
+
 func TestLoadBalancerPort(t *testing.T) {
 	n := newNodePorts(t, proxy.NodePortOptions{})
 	lbPort := freePort(t)

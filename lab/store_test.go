@@ -241,6 +241,9 @@ func TestStatusAndPersistence(t *testing.T) {
 	if err := s.UpdatePodStatus(p.Namespace, p.Name, "other-uid", corev1.PodStatus{PodIP: "1.2.3.4"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Flush(); err != nil { // status is written in the background
+		t.Fatal(err)
+	}
 	reopened, err := OpenStore(path, 99)
 	if err != nil {
 		t.Fatal(err)

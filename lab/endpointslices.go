@@ -229,8 +229,8 @@ func sameForEndpoints(a, b *corev1.Pod) bool {
 	if a == nil || b == nil {
 		return false
 	}
-	return a.UID == b.UID && a.Status.PodIP == b.Status.PodIP && a.Status.Phase == b.Status.Phase &&
-		podReady(a) == podReady(b) && (a.DeletionTimestamp == nil) == (b.DeletionTimestamp == nil) &&
+	return a.UID == b.UID && a.Status.PodIP == b.Status.PodIP && endpointEligible(a) == endpointEligible(b) &&
+		podReady(a) == podReady(b) &&
 		a.Spec.NodeName == b.Spec.NodeName && a.Spec.Hostname == b.Spec.Hostname && a.Spec.Subdomain == b.Spec.Subdomain &&
 		maps.Equal(a.Labels, b.Labels)
 }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,3 +151,32 @@ func dirExists(p string) bool {
 func mkdirTemp(parent string) (string, error) { return os.MkdirTemp(parent, "podnet-bench-") }
 
 func removeAll(p string) { os.RemoveAll(p) }
+
+// BenchmarkEncodeState10kServices writes the state of 10,000 Services and their slices (about
+// 40 MB of JSON) as the store persists it: cold, every object encoded; warm, from the cache.
+func BenchmarkEncodeState10kServices(b *testing.B) {
+	docs, err := cluster.Decode(strings.NewReader(manyServices(10000)), "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := benchStore(b, stateDir(b))
+	if _, err := s.Apply(docs); err != nil {
+		b.Fatal(err)
+	}
+	for _, warm := range []bool{false, true} {
+		b.Run(map[bool]string{false: "cold", true: "warm"}[warm], func(b *testing.B) {
+			var e stateEncoder
+			if warm {
+				e.encode(io.Discard, s.state)
+			}
+			for b.Loop() {
+				if !warm {
+					e = stateEncoder{}
+				}
+				if err := e.encode(io.Discard, s.state); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -24,10 +24,12 @@ import (
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
 	"github.com/podnet/podnet/overlay"
+	"github.com/podnet/podnet/proxy"
 	"github.com/podnet/podnet/sandbox"
 	"github.com/podnet/podnet/stack"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -38,6 +40,11 @@ type Source interface {
 	NodePods(node string) []*corev1.Pod
 	// Nodes returns every node of the cluster. The objects are shared.
 	Nodes() []*corev1.Node
+	// Services returns every Service and EndpointSlices every EndpointSlice of the cluster. The
+	// objects are shared; a changed object is a new object, so an unchanged pointer means an
+	// unchanged object.
+	Services() []*corev1.Service
+	EndpointSlices() []*discoveryv1.EndpointSlice
 	// Subscribe returns a channel that receives a value after every change of the state (sends
 	// are coalesced: one value may stand for several changes), and a function that ends the
 	// subscription.
@@ -95,6 +102,12 @@ type Agent struct {
 	runner  *sandbox.Runner
 	metrics *metrics
 
+	// proxy is the node's Service table, nodePorts its host listeners; svcState is owned by the
+	// goroutine of Run.
+	proxy     *proxy.Proxy
+	nodePorts *proxy.NodePorts
+	svcState  serviceState
+
 	mu   sync.Mutex         // guards pods
 	pods map[types.UID]*pod // pods this agent runs
 	wg   sync.WaitGroup     // pod goroutines
@@ -122,12 +135,15 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: node %s: %w", opts.NodeName, err)
 	}
+	px := proxy.New(proxy.Options{Logger: opts.Logger.With("component", "proxy")})
 	st, err := stack.New(stack.Options{
 		Logger:          opts.Logger.With("component", "stack"),
 		PodCIDR:         opts.PodCIDR,
 		Gateway:         pool.Gateway(),
 		ClusterPrefixes: []netip.Prefix{opts.Network.ClusterCIDR, opts.Network.ServiceCIDR},
 		MTU:             opts.Network.MTU,
+		Services:        balancer{px},
+		ServicePrefixes: []netip.Prefix{opts.Network.ServiceCIDR},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: node %s: stack: %w", opts.NodeName, err)
@@ -163,7 +179,14 @@ func New(opts Options) (*Agent, error) {
 		runner:  sandbox.NewRunner(sandbox.RunnerOptions{Exe: opts.Exe}),
 		metrics: newMetrics(opts.Registerer, opts.NodeName),
 		pods:    make(map[types.UID]*pod),
+		proxy:   px,
 	}
+	a.nodePorts = proxy.NewNodePorts(proxy.NodePortOptions{
+		Address: opts.NodeAddress,
+		Proxy:   px,
+		Dialer:  st,
+		Logger:  opts.Logger.With("component", "nodeports"),
+	})
 	a.metrics.register(a)
 	return a, nil
 }
@@ -199,6 +222,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // reconcile starts the pods of this node that do not run yet and stops those that are gone.
 func (a *Agent) reconcile(ctx context.Context) {
 	a.syncPeers()
+	a.syncServices()
 	want := make(map[types.UID]*corev1.Pod)
 	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
 		if isTerminal(p) && !a.running(p.UID) {
@@ -245,6 +269,9 @@ func (a *Agent) shutdown() {
 	a.wg.Wait()
 	a.runner.Close()
 	a.metrics.unregister()
+	if err := a.nodePorts.Close(); err != nil {
+		a.log.Warn("close NodePorts", "err", err)
+	}
 	if err := a.overlay.Close(); err != nil {
 		a.log.Warn("close overlay", "err", err)
 	}

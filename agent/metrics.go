@@ -6,8 +6,9 @@ import "github.com/prometheus/client_golang/prometheus"
 // overlay.Stats); statsCollector reads them at scrape time, so the packet path pays nothing.
 type metrics struct {
 	reg      prometheus.Registerer
-	podSetup prometheus.Summary
-	stats    *statsCollector
+	podSetup    prometheus.Summary
+	serviceSync prometheus.Histogram
+	stats       *statsCollector
 }
 
 func newMetrics(reg prometheus.Registerer, node string) *metrics {
@@ -19,6 +20,12 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 			ConstLabels: prometheus.Labels{"node": node},
 			Objectives:  map[float64]float64{0.5: 0.01, 0.9: 0.01, 0.99: 0.001},
 		}),
+		serviceSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "podnet_service_sync_seconds",
+			Help:        "Time to program a change of Services or EndpointSlices into the node: the proxy's table, conntrack flushes and NodePort listeners.",
+			ConstLabels: prometheus.Labels{"node": node},
+			Buckets:     prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
 	}
 }
 
@@ -29,7 +36,7 @@ func (m *metrics) register(a *Agent) {
 		return
 	}
 	m.stats = &statsCollector{a: a}
-	m.reg.MustRegister(m.podSetup, m.stats)
+	m.reg.MustRegister(m.podSetup, m.serviceSync, m.stats)
 }
 
 func (m *metrics) unregister() {
@@ -37,6 +44,7 @@ func (m *metrics) unregister() {
 		return
 	}
 	m.reg.Unregister(m.podSetup)
+	m.reg.Unregister(m.serviceSync)
 	m.reg.Unregister(m.stats)
 }
 
@@ -54,6 +62,12 @@ var (
 		"Inner packets the overlay dropped, by reason.", []string{"node", "reason"}, nil)
 	descOverlayDatagrams = prometheus.NewDesc("podnet_overlay_datagrams_total",
 		"UDP datagrams of the WireGuard underlay, sent (tx) and received (rx).", []string{"node", "direction"}, nil)
+	descServices = prometheus.NewDesc("podnet_services",
+		"Services programmed in the node's Service table.", []string{"node"}, nil)
+	descNATFlows = prometheus.NewDesc("podnet_service_flows_total",
+		"New flows to Services: translated, refused (no endpoint) or dropped (connection-tracking table full).", []string{"node", "result"}, nil)
+	descNATActive = prometheus.NewDesc("podnet_service_conntrack_entries",
+		"Flows in the node's connection-tracking table.", []string{"node"}, nil)
 	descOverlayRejected = prometheus.NewDesc("podnet_overlay_rejected_handshakes_total",
 		"WireGuard handshake messages refused: from keys that are not peers, with invalid MACs, or malformed.", []string{"node"}, nil)
 )
@@ -91,4 +105,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descOverlayDatagrams, o.TxDatagrams, "tx")
 	counter(descOverlayDatagrams, o.RxDatagrams, "rx")
 	counter(descOverlayRejected, o.RejectedHandshakes)
+	counter(descNATFlows, s.NATFlows, "translated")
+	counter(descNATFlows, s.NATNoEndpoint, "no_endpoint")
+	counter(descNATFlows, s.NATDropped, "dropped")
+	ch <- prometheus.MustNewConstMetric(descNATActive, prometheus.GaugeValue, float64(s.NATActive), node)
+	ch <- prometheus.MustNewConstMetric(descServices, prometheus.GaugeValue, float64(c.a.proxy.Services()), node)
 }

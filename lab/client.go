@@ -16,6 +16,7 @@ import (
 	"github.com/podnet/podnet/cluster"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -185,6 +186,10 @@ func (l *objectList) UnmarshalJSON(b []byte) error {
 			obj = &corev1.Namespace{}
 		case cluster.KindDeployment:
 			obj = &appsv1.Deployment{}
+		case cluster.KindService:
+			obj = &corev1.Service{}
+		case cluster.KindEndpointSlice:
+			obj = &discoveryv1.EndpointSlice{}
 		default:
 			return fmt.Errorf("objects of kind %s cannot be read", raw.Kind)
 		}
@@ -208,6 +213,10 @@ func setTypeMeta(obj runtime.Object) {
 		o.APIVersion, o.Kind = "v1", "Namespace"
 	case *appsv1.Deployment:
 		o.APIVersion, o.Kind = "apps/v1", "Deployment"
+	case *corev1.Service:
+		o.APIVersion, o.Kind = "v1", "Service"
+	case *discoveryv1.EndpointSlice:
+		o.APIVersion, o.Kind = "discovery.k8s.io/v1", "EndpointSlice"
 	}
 }
 

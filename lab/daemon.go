@@ -131,6 +131,9 @@ loop:
 	}
 	unsubscribe()
 	d.stopAgents(nil)
+	if err := store.Flush(); err != nil {
+		d.log.Warn("save lab state", "err", err)
+	}
 	execLn.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	srv.Shutdown(shutdownCtx)

@@ -5,7 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics are the agent's Prometheus metrics. The data path keeps plain counters (stack.Stats,
 // overlay.Stats); statsCollector reads them at scrape time, so the packet path pays nothing.
 type metrics struct {
-	reg      prometheus.Registerer
+	reg         prometheus.Registerer
 	podSetup    prometheus.Summary
 	serviceSync prometheus.Histogram
 	stats       *statsCollector

@@ -33,8 +33,8 @@ func (b balancer) Pick(proto uint8, client, vip netip.Addr, port uint16) (netip.
 
 // serviceState is what the last syncServices saw, to skip work when nothing changed.
 type serviceState struct {
-	svcs   []*corev1.Service
-	slices []*discoveryv1.EndpointSlice
+	svcs    []*corev1.Service
+	slices  []*discoveryv1.EndpointSlice
 	nodeErr string // the last NodePorts error logged
 }
 
@@ -188,4 +188,3 @@ func endpointsFor(eps []*discoveryv1.EndpointSlice, sp corev1.ServicePort, node 
 	}
 	return out
 }
-

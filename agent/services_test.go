@@ -19,13 +19,13 @@ func TestProxyServices(t *testing.T) {
 		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
 			Spec: corev1.ServiceSpec{
-				Type:                  corev1.ServiceTypeLoadBalancer,
-				ClusterIP:             "10.96.0.20",
-				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-				InternalTrafficPolicy: &local,
-				HealthCheckNodePort:   32000,
-				SessionAffinity:       corev1.ServiceAffinityClientIP,
-				SessionAffinityConfig: &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptrTo(int32(60))}},
+				Type:                     corev1.ServiceTypeLoadBalancer,
+				ClusterIP:                "10.96.0.20",
+				ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
+				InternalTrafficPolicy:    &local,
+				HealthCheckNodePort:      32000,
+				SessionAffinity:          corev1.ServiceAffinityClientIP,
+				SessionAffinityConfig:    &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptrTo(int32(60))}},
 				LoadBalancerSourceRanges: []string{"127.0.0.0/8"},
 				Ports: []corev1.ServicePort{
 					{Name: "http", Protocol: corev1.ProtocolTCP, Port: 80, NodePort: 30080},

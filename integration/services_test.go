@@ -218,22 +218,20 @@ func countLines(out string) map[string]int {
 	return seen
 }
 
-// hostCurl fetches url from the host n times, each on a new connection, and counts the answers.
+// hostCurl runs curl on the host n times against url (a new connection each time) and counts
+// the answers.
 func hostCurl(t *testing.T, url string, n int) map[string]int {
 	t.Helper()
-	seen := map[string]int{}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// Connection: close makes curl open a new connection for each of the n URLs.
+	args := []string{"-sS", "--max-time", "5", "-H", "Connection: close", "-w", "\\n"}
 	for range n {
-		r, err := c.Get(url)
-		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		b := make([]byte, 256)
-		k, _ := r.Body.Read(b)
-		r.Body.Close()
-		seen[strings.TrimSpace(string(b[:k]))]++
+		args = append(args, url)
 	}
-	return seen
+	out, err := exec.Command("curl", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %s: %v\n%s", url, err, out)
+	}
+	return countLines(string(out))
 }
 
 func keys(m map[string]int) string {
@@ -562,4 +560,91 @@ spec:
 		t.Logf("scale: %s first answered %+.2f s after all were ready, last %+.2f s after the scale-down",
 			n, firstSeen[n]-t0, lastSeen[n]-float64(removedAt.UnixNano())/1e9)
 	}
+}
+
+// localPolicyLab: two nodes with addresses of their own, on the loopback of a network namespace
+// the test makes, so that a client can have a routable address too.
+const localPolicyLab = `
+apiVersion: podnet.dev/v1alpha1
+kind: Lab
+metadata: {name: local}
+spec:
+  nodes: [{name: node-a, address: 10.77.0.1}, {name: node-b, address: 10.77.0.2}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, labels: {app: web}}
+spec:
+  nodeName: node-a
+  containers:
+  - {name: web, command: ["podnet", "serve", "--http", "8080"], readinessProbe: {tcpSocket: {port: 8080}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cluster}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30091}]
+`
+
+// TestNodePortClientAddress runs a lab inside a network namespace of its own, where a client
+// can have an address that is not loopback: externalTrafficPolicy Local must show the backend
+// that address, Cluster the receiving node's.
+func TestNodePortClientAddress(t *testing.T) {
+	requireLab(t)
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to make a network namespace with a routable client address (the root run covers it)")
+	}
+	ns := fmt.Sprintf("pnit-%d", os.Getpid())
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	in := func(args ...string) []string { return append([]string{"ip", "netns", "exec", ns}, args...) }
+	run(in("ip", "link", "set", "lo", "up")...)
+	// The namespace's own lo carries the nodes' addresses and the client's: addresses outside
+	// 127/8 that a pod can route.
+	for _, a := range []string{"10.77.0.1/32", "10.77.0.2/32", "10.77.0.100/32"} {
+		run(in("ip", "addr", "add", a, "dev", "lo")...)
+	}
+
+	name := fmt.Sprintf("lp%d", os.Getpid()%100000)
+	file := t.TempDir() + "/lab.yaml"
+	os.WriteFile(file, []byte(localPolicyLab), 0o644)
+	t.Cleanup(func() { exec.Command(podnetBin, "--name", name, "lab", "down").Run() })
+	run(in(podnetBin, "--name", name, "lab", "up", "-f", file, "--timeout", "60s")...)
+
+	curl := func(url string) string {
+		return strings.TrimSpace(run(in("curl", "-sS", "--max-time", "5", "--interface", "10.77.0.100", url)...))
+	}
+	if got := curl("http://10.77.0.1:30090/clientip"); got != "10.77.0.100" {
+		t.Errorf("externalTrafficPolicy Local: backend saw %q, want the client's address 10.77.0.100", got)
+	}
+	if got := curl("http://10.77.0.1:30091/clientip"); got != "10.244.0.1" {
+		t.Errorf("externalTrafficPolicy Cluster: backend saw %q, want node-a's gateway 10.244.0.1", got)
+	}
+	if got := curl("http://10.77.0.2:30091/clientip"); got != "10.244.1.1" {
+		t.Errorf("Cluster policy through node-b: backend saw %q, want node-b's gateway 10.244.1.1", got)
+	}
+	out, err := exec.Command("ip", in("curl", "-sS", "--max-time", "5", "http://10.77.0.2:30090/")...).CombinedOutput()
+	if err == nil {
+		t.Errorf("Local policy on node-b, which has no endpoint, answered %q", out)
+	}
+	run(podnetBin, "--name", name, "lab", "down")
 }

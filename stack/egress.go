@@ -35,6 +35,12 @@ var spliceBufs = sync.Pool{New: func() any {
 func (s *Stack) installForwarders() {
 	tcpFwd := tcp.NewForwarder(s.ns, 0, s.opts.MaxPendingHandshakes, s.forwardTCP)
 	s.ns.SetTransportProtocolHandler(tcp.ProtocolNumber, func(id netstack.TransportEndpointID, pkt *netstack.PacketBuffer) bool {
+		if id.LocalAddress.Len() != 4 {
+			return false
+		}
+		if ls, ok := s.localFor(id.LocalAddress.As4(), id.LocalPort); ok && ls.tcp != nil {
+			return tcpFwd.HandlePacket(id, pkt)
+		}
 		if s.refused(id.LocalAddress) {
 			s.egress.refused.Add(1)
 			return false
@@ -110,6 +116,10 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 	defer func() { <-s.hostConns }()
 
 	id := r.ID()
+	if ls, ok := s.localFor(id.LocalAddress.As4(), id.LocalPort); ok && ls.tcp != nil {
+		s.serveLocalTCP(r, ls.tcp)
+		return
+	}
 	p := s.pods.Load().lookup(id.RemoteAddress.As4())
 	if p == nil {
 		// Detached meanwhile.
@@ -136,6 +146,28 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 	s.egress.tcpActive.Add(1)
 	defer s.egress.tcpActive.Add(-1)
 	s.spliceTCP(p.ctx, gonet.NewTCPConn(&wq, ep), host)
+}
+
+// serveLocalTCP completes the handshake of a connection to a local service
+// and runs its handler; the connection is closed when the handler returns,
+// the client's pod is detached (for a local pod) or the Stack closes.
+func (s *Stack) serveLocalTCP(r *tcp.ForwarderRequest, serve func(net.Conn)) {
+	id := r.ID()
+	ctx := s.ctx
+	if p := s.pods.Load().lookup(id.RemoteAddress.As4()); p != nil {
+		ctx = p.ctx
+	}
+	var wq waiter.Queue
+	ep, tcpErr := r.CreateEndpoint(&wq)
+	r.Complete(false)
+	if tcpErr != nil {
+		return
+	}
+	c := gonet.NewTCPConn(&wq, ep)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer c.Close()
+	serve(c)
 }
 
 // spliceTCP copies between the pod's connection and the host's until both

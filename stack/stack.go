@@ -151,6 +151,8 @@ type Stack struct {
 	// goroutine ends when sweepStop is closed and closes sweepDone.
 	ct        *conntrack
 	svcNets   []netip.Prefix
+	local     atomic.Pointer[localTable] // SetLocalService; nil: none
+	fragID    atomic.Uint32              // IP IDs of WriteDatagram
 	sweepStop chan struct{}
 	sweepDone chan struct{}
 }
@@ -528,6 +530,9 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 			return
 		}
 	case verdictStack:
+		if s.serveLocalUDP(p, frame) {
+			return
+		}
 		if s.ct != nil && s.toService(frame) {
 			switch s.translateOut(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
 			case natDone:

@@ -82,6 +82,10 @@ type Stats struct {
 	// reached.
 	LimitDrops uint64
 
+	// LocalDatagrams counts UDP datagrams from pods handed to a local
+	// service (SetLocalService), such as DNS queries.
+	LocalDatagrams uint64
+
 	// Service NAT (zero without Options.Services). NATFlows counts the
 	// flows translated since New and NATActive the entries in the
 	// connection-tracking table now; NATPackets the packets translated.
@@ -116,6 +120,7 @@ type counters struct {
 	overlayPackets atomic.Uint64
 	overlayBytes   atomic.Uint64
 	overlayDropped atomic.Uint64
+	localDatagrams atomic.Uint64
 
 	_               [64]byte // keep the netstack's writes off the reader's cache lines
 	fromStack       atomic.Uint64
@@ -159,6 +164,7 @@ func (c *counters) addTo(s *Stats) {
 	s.OverlayTxPackets += c.overlayPackets.Load()
 	s.OverlayTxBytes += c.overlayBytes.Load()
 	s.DroppedOverlayTx += c.overlayDropped.Load()
+	s.LocalDatagrams += c.localDatagrams.Load()
 }
 
 // egressCounters are the Stack-wide counters of host connections.

@@ -40,6 +40,12 @@ func (s *Server) forward(ctx context.Context, qi *question, p *plan) *dns.Msg {
 		m.Rcode = up.Rcode
 		m.AuthenticatedData = up.AuthenticatedData && (qi.do || qi.cd)
 		m.Answer, m.Ns, m.Extra = up.Answer, up.Ns, up.Extra
+		// The cache is shared by spellings: echo this client's.
+		for _, rr := range m.Answer {
+			if h := rr.Header(); h.Name != qi.q.Name && strings.EqualFold(h.Name, qi.q.Name) {
+				h.Name = qi.q.Name
+			}
+		}
 		return s.finish(qi, m)
 	}
 	// The CNAME chain is ours (authoritative); the target's records are

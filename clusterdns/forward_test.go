@@ -365,4 +365,3 @@ func exchangeTCP(t testing.TB, s *clusterdns.Server, qs ...*dns.Msg) *dns.Msg {
 	}
 	return last
 }
-

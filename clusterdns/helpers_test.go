@@ -48,38 +48,8 @@ func addrs(s ...string) []netip.Addr {
 	return out
 }
 
-// fixture is the cluster of the golden tests.
-func fixture() clusterdns.Records {
-	pg := []clusterdns.Port{{Name: "pg", Protocol: "TCP", Port: 5432}}
-	return clusterdns.Records{
-		Namespaces: []string{"default", "empty"},
-		Services: []clusterdns.Service{
-			{Namespace: "default", Name: "kubernetes", ClusterIPs: addrs("10.96.0.1"), Ports: []clusterdns.Port{{Name: "https", Protocol: "TCP", Port: 443}}},
-			{Namespace: "default", Name: "web", ClusterIPs: addrs("10.96.0.20"), Ports: []clusterdns.Port{
-				{Name: "http", Protocol: "TCP", Port: 80},
-				{Name: "metrics", Protocol: "TCP", Port: 9090},
-				{Protocol: "UDP", Port: 53},
-			}},
-			{Namespace: "default", Name: "dual", ClusterIPs: addrs("10.96.0.30", "fd00::30"), Ports: []clusterdns.Port{{Name: "http", Port: 80}}},
-			{Namespace: "default", Name: "db", Headless: true, Ports: pg, Endpoints: []clusterdns.Endpoint{
-				{Addr: netip.MustParseAddr("10.244.1.5"), Hostname: "db-0", Ready: true, Ports: pg, PodNamespace: "default", PodName: "db-0"},
-				{Addr: netip.MustParseAddr("10.244.2.6"), Ready: true, Ports: []clusterdns.Port{{Name: "pg", Protocol: "TCP", Port: 5433}}},
-				{Addr: netip.MustParseAddr("10.244.3.7"), Ready: false, Ports: pg},
-			}},
-			{Namespace: "default", Name: "pnr", Headless: true, PublishNotReady: true, Endpoints: []clusterdns.Endpoint{
-				{Addr: netip.MustParseAddr("10.244.3.8"), Ready: false},
-			}},
-			{Namespace: "default", Name: "ext", ExternalName: "web.default.svc.cluster.local"},
-			{Namespace: "default", Name: "extout", ExternalName: "www.example.org"},
-			{Namespace: "default", Name: "noip"},
-		},
-		Pods: []clusterdns.Pod{
-			{Namespace: "default", Name: "web-1", IP: netip.MustParseAddr("10.244.1.10")},
-			{Namespace: "default", Name: "db-0", IP: netip.MustParseAddr("10.244.1.5"), Hostname: "db-0", Subdomain: "db"},
-			{Namespace: "default", Name: "sub-1", IP: netip.MustParseAddr("10.244.1.11"), Hostname: "h1", Subdomain: "db"},
-		},
-	}
-}
+// fixture is the cluster of the golden tests (fixture_test.go).
+func fixture() clusterdns.Records { return clusterdns.Fixture() }
 
 // newServer starts a Server for cluster.local with a fake clock, checks for
 // leaked goroutines after the test, and closes it at the end.

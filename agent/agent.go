@@ -23,6 +23,7 @@ import (
 
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
+	"github.com/podnet/podnet/clusterdns"
 	"github.com/podnet/podnet/overlay"
 	"github.com/podnet/podnet/proxy"
 	"github.com/podnet/podnet/sandbox"
@@ -108,6 +109,11 @@ type Agent struct {
 	nodePorts *proxy.NodePorts
 	svcState  serviceState
 
+	// dns is the node's cluster DNS server, answering its pods at the Lab's dnsIP; dnsState is
+	// owned by the goroutine of Run.
+	dns      *clusterdns.Server
+	dnsState dnsState
+
 	mu   sync.Mutex         // guards pods
 	pods map[types.UID]*pod // pods this agent runs
 	wg   sync.WaitGroup     // pod goroutines
@@ -170,7 +176,25 @@ func New(opts Options) (*Agent, error) {
 		st.Close()
 		return nil, fmt.Errorf("agent: node %s: WireGuard on %v: %w", opts.NodeName, netip.AddrPortFrom(opts.NodeAddress, WireGuardPort), err)
 	}
+	dnsSrv, err := clusterdns.New(clusterdns.Options{
+		Domain:    opts.Network.Domain,
+		DNSIP:     opts.Network.DNSIP,
+		Upstreams: opts.Network.Upstreams,
+		Logger:    opts.Logger.With("component", "dns"),
+	})
+	if err != nil {
+		ov.Close()
+		st.Close()
+		return nil, fmt.Errorf("agent: node %s: cluster DNS: %w", opts.NodeName, err)
+	}
+	if err := st.SetLocalService(netip.AddrPortFrom(opts.Network.DNSIP, dnsPort), dnsDatagrams{dnsSrv}, dnsSrv.ServeConn); err != nil {
+		dnsSrv.Close()
+		ov.Close()
+		st.Close()
+		return nil, fmt.Errorf("agent: node %s: cluster DNS: %w", opts.NodeName, err)
+	}
 	a := &Agent{
+		dns:     dnsSrv,
 		opts:    opts,
 		log:     opts.Logger,
 		stack:   st,
@@ -223,6 +247,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) reconcile(ctx context.Context) {
 	a.syncPeers()
 	a.syncServices()
+	a.syncDNS()
 	want := make(map[types.UID]*corev1.Pod)
 	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
 		if isTerminal(p) && !a.running(p.UID) {
@@ -271,6 +296,9 @@ func (a *Agent) shutdown() {
 	a.metrics.unregister()
 	if err := a.nodePorts.Close(); err != nil {
 		a.log.Warn("close NodePorts", "err", err)
+	}
+	if err := a.dns.Close(); err != nil {
+		a.log.Warn("close cluster DNS", "err", err)
 	}
 	if err := a.overlay.Close(); err != nil {
 		a.log.Warn("close overlay", "err", err)

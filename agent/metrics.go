@@ -68,6 +68,11 @@ var (
 		"New flows to Services: translated, refused (no endpoint) or dropped (connection-tracking table full).", []string{"node", "result"}, nil)
 	descNATActive = prometheus.NewDesc("podnet_service_conntrack_entries",
 		"Flows in the node's connection-tracking table.", []string{"node"}, nil)
+	descDNSAnswers = prometheus.NewDesc("podnet_dns_responses_total",
+		"Answers of the node's cluster DNS, by RCODE.", []string{"node", "rcode"}, nil)
+	descDNSQueries = prometheus.NewDesc("podnet_dns_queries_total",
+		"Queries to the node's cluster DNS, and what became of those not answered from the cluster's records: forwarded upstream, answered from the cache, answered truncated, dropped, refused for overload.",
+		[]string{"node", "kind"}, nil)
 	descOverlayRejected = prometheus.NewDesc("podnet_overlay_rejected_handshakes_total",
 		"WireGuard handshake messages refused: from keys that are not peers, with invalid MACs, or malformed.", []string{"node"}, nil)
 )
@@ -109,5 +114,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descNATFlows, s.NATNoEndpoint, "no_endpoint")
 	counter(descNATFlows, s.NATDropped, "dropped")
 	ch <- prometheus.MustNewConstMetric(descNATActive, prometheus.GaugeValue, float64(s.NATActive), node)
+	d := c.a.dns.Stats()
+	counter(descDNSQueries, d.Queries, "received")
+	counter(descDNSQueries, d.Forwarded, "forwarded")
+	counter(descDNSQueries, d.CacheHits, "cache_hit")
+	counter(descDNSQueries, d.Truncated, "truncated")
+	counter(descDNSQueries, d.Dropped, "dropped")
+	counter(descDNSQueries, d.Overloaded, "overloaded")
+	for rcode, n := range d.ByRcode {
+		counter(descDNSAnswers, n, rcode)
+	}
 	ch <- prometheus.MustNewConstMetric(descServices, prometheus.GaugeValue, float64(c.a.proxy.Services()), node)
 }

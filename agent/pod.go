@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -223,11 +225,100 @@ func (p *pod) setupNetwork() error {
 	return nil
 }
 
-// resolvConf is the pod's /etc/resolv.conf, as the kubelet writes it for dnsPolicy ClusterFirst.
+// resolvConf is the pod's /etc/resolv.conf, as the kubelet writes it: for dnsPolicy
+// ClusterFirst (the default) the cluster DNS with the search path <ns>.svc.<domain> svc.<domain>
+// <domain> and ndots:5; for Default the host's resolv.conf; for None nothing but dnsConfig. The
+// pod's dnsConfig is merged in: nameservers and searches appended (at most 3 and 32), options
+// replacing those of the same name.
 func (p *pod) resolvConf() string {
-	d := p.a.opts.Network.Domain
-	return fmt.Sprintf("search %s.svc.%s svc.%s %s\nnameserver %s\noptions ndots:5\n",
-		p.namespace, d, d, d, p.a.opts.Network.DNSIP)
+	return podResolvConf(&p.obj.Spec, p.namespace, p.a.opts.Network.Domain, p.a.opts.Network.DNSIP.String(), hostResolvConf)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// hostResolvConf is the host's resolv.conf, for dnsPolicy Default.
+const hostResolvConf = "/etc/resolv.conf"
+
+func podResolvConf(spec *corev1.PodSpec, ns, domain, dnsIP, hostFile string) string {
+	var servers, searches []string
+	var options []corev1.PodDNSConfigOption
+	switch spec.DNSPolicy {
+	case corev1.DNSNone:
+	case corev1.DNSDefault:
+		servers, searches, options = readResolvConf(hostFile)
+	default: // ClusterFirst, ClusterFirstWithHostNet
+		servers = []string{dnsIP}
+		searches = []string{ns + ".svc." + domain, "svc." + domain, domain}
+		options = []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptrTo("5")}}
+	}
+	if c := spec.DNSConfig; c != nil {
+		servers = append(servers, c.Nameservers...)
+		for _, s := range c.Searches {
+			if !slices.Contains(searches, s) {
+				searches = append(searches, s)
+			}
+		}
+		for _, o := range c.Options {
+			i := slices.IndexFunc(options, func(x corev1.PodDNSConfigOption) bool { return x.Name == o.Name })
+			if i >= 0 {
+				options[i] = o
+			} else {
+				options = append(options, o)
+			}
+		}
+	}
+	servers = servers[:min(len(servers), 3)]
+	searches = searches[:min(len(searches), 32)]
+	var b strings.Builder
+	if len(searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(searches, " "))
+	}
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(options) > 0 {
+		var opts []string
+		for _, o := range options {
+			if o.Value != nil {
+				opts = append(opts, o.Name+":"+*o.Value)
+			} else {
+				opts = append(opts, o.Name)
+			}
+		}
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
+	return b.String()
+}
+
+// readResolvConf returns the nameservers, search domains and options of a resolv.conf file
+// (nothing if it cannot be read).
+func readResolvConf(path string) (servers, searches []string, options []corev1.PodDNSConfigOption) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") || strings.HasPrefix(f[0], ";") {
+			continue
+		}
+		switch f[0] {
+		case "nameserver":
+			servers = append(servers, f[1])
+		case "search", "domain":
+			searches = f[1:]
+		case "options":
+			for _, o := range f[1:] {
+				name, value, ok := strings.Cut(o, ":")
+				opt := corev1.PodDNSConfigOption{Name: name}
+				if ok {
+					opt.Value = ptrTo(value)
+				}
+				options = append(options, opt)
+			}
+		}
+	}
+	return servers, searches, options
 }
 
 func (p *pod) teardown(grace time.Duration) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -49,6 +50,31 @@ func TestPublishKeepsTheLatestStatus(t *testing.T) {
 		wg.Wait()
 		if w.last.Message != p.status.Message {
 			t.Fatalf("round %d: last written status %q, but the pod's status is %q", round, w.last.Message, p.status.Message)
+		}
+	}
+}
+
+func TestPodResolvConf(t *testing.T) {
+	host := t.TempDir() + "/resolv.conf"
+	os.WriteFile(host, []byte("# host\nnameserver 192.0.2.53\nsearch corp.example\noptions edns0 ndots:2\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		spec corev1.PodSpec
+		want string
+	}{
+		{"ClusterFirst", corev1.PodSpec{},
+			"search team.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"},
+		{"ClusterFirst with dnsConfig", corev1.PodSpec{DNSConfig: &corev1.PodDNSConfig{
+			Nameservers: []string{"192.0.2.1"}, Searches: []string{"extra.example"},
+			Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: ptrTo("2")}, {Name: "edns0"}}}},
+			"search team.svc.cluster.local svc.cluster.local cluster.local extra.example\nnameserver 10.96.0.10\nnameserver 192.0.2.1\noptions ndots:2 edns0\n"},
+		{"Default: the host's", corev1.PodSpec{DNSPolicy: corev1.DNSDefault},
+			"search corp.example\nnameserver 192.0.2.53\noptions edns0 ndots:2\n"},
+		{"None", corev1.PodSpec{DNSPolicy: corev1.DNSNone, DNSConfig: &corev1.PodDNSConfig{Nameservers: []string{"192.0.2.9"}}},
+			"nameserver 192.0.2.9\n"},
+	} {
+		if got := podResolvConf(&tc.spec, "team", "cluster.local", "10.96.0.10", host); got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, got, tc.want)
 		}
 	}
 }

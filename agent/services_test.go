@@ -11,8 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func ptrTo[T any](v T) *T { return &v }
-
 func TestProxyServices(t *testing.T) {
 	local := corev1.ServiceInternalTrafficPolicyLocal
 	svcs := []*corev1.Service{

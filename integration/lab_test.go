@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("PODNET_TEST_UDP_CLIENT"); addr != "" {
 		os.Exit(udpClient(addr))
 	}
+	if addr := os.Getenv("PODNET_TEST_DNS_GARBAGE"); addr != "" {
+		os.Exit(dnsGarbage(addr))
+	}
 	// PODNET_BIN names a prebuilt binary: the rootless run uses one built by root, since the
 	// unprivileged user has no Go toolchain or module cache of its own.
 	if podnetBin = os.Getenv("PODNET_BIN"); podnetBin != "" {

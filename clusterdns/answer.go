@@ -169,20 +169,20 @@ func (z *zone) lookupNode(res *result, n *node, qname string, qtype uint16, dept
 	hdr := func(t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: qname, Rrtype: t, Class: dns.ClassINET, Ttl: z.ttl}
 	}
-	if n.cname != "" && qtype != dns.TypeCNAME {
-		res.answer = append(res.answer, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: n.cname})
+	if n.cname() != "" && qtype != dns.TypeCNAME {
+		res.answer = append(res.answer, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: n.cname()})
 		if qtype == dns.TypeANY || depth >= maxChain {
 			return
 		}
-		if z.inZone(n.cname) {
-			z.lookup(res, n.cname, n.cname, qtype, depth+1)
+		if z.inZone(n.cname()) {
+			z.lookup(res, n.cname(), n.cname(), qtype, depth+1)
 			return
 		}
-		if i, ok := z.names[n.cname]; ok { // one of our reverse names
-			z.lookupNode(res, &z.nodes[i], n.cname, qtype, depth+1)
+		if i, ok := z.names[n.cname()]; ok { // one of our reverse names
+			z.lookupNode(res, &z.nodes[i], n.cname(), qtype, depth+1)
 			return
 		}
-		res.chase = n.cname
+		res.chase = n.cname()
 		return
 	}
 	before := len(res.answer)
@@ -196,21 +196,21 @@ func (z *zone) lookupNode(res *result, n *node, qname string, qtype uint16, dept
 			res.answer = append(res.answer, &dns.AAAA{Hdr: hdr(dns.TypeAAAA), AAAA: ip.AsSlice()})
 		}
 	}
-	if qtype == dns.TypeCNAME && n.cname != "" {
-		res.answer = append(res.answer, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: n.cname})
+	if qtype == dns.TypeCNAME && n.cname() != "" {
+		res.answer = append(res.answer, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: n.cname()})
 	}
-	if (qtype == dns.TypeSRV || qtype == dns.TypeANY) && len(n.srv) > 0 {
-		z.srv(res, n.srv, hdr(dns.TypeSRV))
+	if (qtype == dns.TypeSRV || qtype == dns.TypeANY) && len(n.srv()) > 0 {
+		z.srv(res, n.srv(), hdr(dns.TypeSRV))
 	}
 	if qtype == dns.TypePTR || qtype == dns.TypeANY {
-		for _, p := range n.ptr {
+		for _, p := range n.ptr() {
 			res.answer = append(res.answer, &dns.PTR{Hdr: hdr(dns.TypePTR), Ptr: p})
 		}
 	}
-	if (qtype == dns.TypeTXT || qtype == dns.TypeANY) && n.txt != "" {
+	if (qtype == dns.TypeTXT || qtype == dns.TypeANY) && n.txt() != "" {
 		h := hdr(dns.TypeTXT)
 		h.Ttl = dnsVersionTTL
-		res.answer = append(res.answer, &dns.TXT{Hdr: h, Txt: []string{n.txt}})
+		res.answer = append(res.answer, &dns.TXT{Hdr: h, Txt: []string{n.txt()}})
 	}
 	if n.flags&nodeApex != 0 {
 		if qtype == dns.TypeSOA || qtype == dns.TypeANY {

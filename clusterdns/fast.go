@@ -84,11 +84,14 @@ func (s *Server) fastAnswer(z *zone, msg, out []byte) int {
 		return 0
 	}
 	n := &z.nodes[i]
-	wire, count := n.wireA, n.nA
-	if qtype == dns.TypeAAAA {
-		wire, count = n.wireAAAA, n.nAAAA
+	if n.flags&nodeCNAME != 0 {
+		return 0
 	}
-	if len(wire) == 0 || n.cname != "" {
+	wire, count := n.wireA(), n.nA
+	if qtype == dns.TypeAAAA {
+		wire, count = n.wireAAAA(), uint16(len(n.aaaa))
+	}
+	if len(wire) == 0 {
 		return 0
 	}
 	size := qEnd + len(wire)

@@ -31,6 +31,24 @@ type flight struct {
 // chase of an ExternalName's CNAME target.
 func (s *Server) forward(ctx context.Context, qi *question, p *plan) *dns.Msg {
 	up, err := s.upstream(ctx, p.name, p.qtype, p.qclass, qi.do)
+	return s.forwarded(qi, p, up, err)
+}
+
+// fromCache completes a query from the upstream cache, without I/O; nil
+// when the cache does not have the answer.
+func (s *Server) fromCache(qi *question, p *plan) *dns.Msg {
+	key := cacheKey{name: strings.ToLower(p.name), qtype: p.qtype, qclass: p.qclass, do: qi.do}
+	up, ok := s.cache.get(key, s.now())
+	if !ok {
+		return nil
+	}
+	s.st.cacheHits.Add(1)
+	return s.forwarded(qi, p, up, nil)
+}
+
+// forwarded builds the answer to qi from the upstreams' answer up (or their
+// failure, err).
+func (s *Server) forwarded(qi *question, p *plan, up *dns.Msg, err error) *dns.Msg {
 	m := s.header(qi, dns.RcodeSuccess)
 	if p.prefix == nil {
 		if err != nil {

@@ -312,6 +312,10 @@ func (s *Server) ServeDatagram(src, dst netip.AddrPort, msg []byte, w DatagramWr
 		s.sendDatagram(src, dst, resp, w, buf[:MaxUDPSize])
 		return
 	}
+	if resp := s.fromCache(qi, p); resp != nil {
+		s.sendDatagram(src, dst, resp, w, buf[:MaxUDPSize])
+		return
+	}
 	if !s.acquire() {
 		s.sendDatagram(src, dst, s.errorReply(qi, true, dns.RcodeServerFailure), w, buf[:MaxUDPSize])
 		return

@@ -17,6 +17,7 @@ const (
 	nodeReverse4                         // an in-addr.arpa name we answer PTR for
 	nodeReverse6                         // an ip6.arpa name we answer PTR for
 	nodeServicePTR                       // a reverse name that a Service or endpoint names
+	nodeCNAME                            // an ExternalName: more.cname is set
 )
 
 // srvTarget is one SRV record of a node, without owner, priority and
@@ -28,22 +29,58 @@ type srvTarget struct {
 }
 
 // node is one name of the zone. A node without records is an empty
-// non-terminal: it exists (NODATA) but holds nothing.
+// non-terminal: it exists (NODATA) but holds nothing. Most nodes hold
+// addresses only; the rarer records live in more.
 type node struct {
 	flags nodeFlags
+	nA    uint16       // A records in wire
 	a     []netip.Addr // IPv4 addresses (A)
 	aaaa  []netip.Addr // IPv6 addresses (AAAA)
-	cname string       // ExternalName target, lowercase FQDN
+	// wire is the node's A then AAAA records packed for the fast path; each
+	// record's owner is a compression pointer to the question (offset 12),
+	// so they follow any question for this name.
+	wire []byte
+	more *nodeMore
+}
+
+type nodeMore struct {
+	cname string // ExternalName target, lowercase FQDN
 	srv   []srvTarget
 	ptr   []string // PTR targets, lowercase FQDNs
 	txt   string   // dns-version
-
-	// wireA and wireAAAA are the node's A and AAAA answer records packed
-	// for the fast path: each record's owner is a compression pointer to the
-	// question (offset 12), so they follow any question for this name.
-	wireA, wireAAAA []byte
-	nA, nAAAA       uint16
 }
+
+func (n *node) cname() string {
+	if n.more == nil {
+		return ""
+	}
+	return n.more.cname
+}
+
+func (n *node) srv() []srvTarget {
+	if n.more == nil {
+		return nil
+	}
+	return n.more.srv
+}
+
+func (n *node) ptr() []string {
+	if n.more == nil {
+		return nil
+	}
+	return n.more.ptr
+}
+
+func (n *node) txt() string {
+	if n.more == nil {
+		return ""
+	}
+	return n.more.txt
+}
+
+// wireA and wireAAAA are the packed A and AAAA records.
+func (n *node) wireA() []byte    { return n.wire[:16*int(n.nA)] }
+func (n *node) wireAAAA() []byte { return n.wire[16*int(n.nA):] }
 
 // zone is an immutable snapshot of the cluster's names, built by Update and
 // read concurrently by every query.
@@ -80,10 +117,51 @@ func inDomain(name, origin string) bool {
 
 // zoneBuilder builds a zone from Records in O(names).
 type zoneBuilder struct {
-	z       *zone
-	log     *slog.Logger
-	skipped int
-	dedup   map[addrAt]struct{} // for nodes with many addresses
+	z          *zone
+	log        *slog.Logger
+	skipped    int
+	dedup      map[addrAt]struct{} // for nodes with many addresses
+	namespaces map[string]bool     // namespace as given -> is a DNS label
+
+	// Slabs for the many one-element lists and the nodeMores: one
+	// allocation per chunk instead of one per name.
+	addrSlab []netip.Addr
+	strSlab  []string
+	moreSlab []nodeMore
+}
+
+const slabChunk = 1024
+
+// one returns a list holding only ip, with no room to grow in place.
+func (b *zoneBuilder) one(ip netip.Addr) []netip.Addr {
+	if len(b.addrSlab) == cap(b.addrSlab) {
+		b.addrSlab = make([]netip.Addr, 0, slabChunk)
+	}
+	b.addrSlab = append(b.addrSlab, ip)
+	n := len(b.addrSlab)
+	return b.addrSlab[n-1 : n : n]
+}
+
+func (b *zoneBuilder) oneString(s string) []string {
+	if len(b.strSlab) == cap(b.strSlab) {
+		b.strSlab = make([]string, 0, slabChunk)
+	}
+	b.strSlab = append(b.strSlab, s)
+	n := len(b.strSlab)
+	return b.strSlab[n-1 : n : n]
+}
+
+// more returns node i's nodeMore, taking it from a slab.
+func (b *zoneBuilder) more(i int32) *nodeMore {
+	n := &b.z.nodes[i]
+	if n.more == nil {
+		if len(b.moreSlab) == cap(b.moreSlab) {
+			b.moreSlab = make([]nodeMore, 0, slabChunk)
+		}
+		b.moreSlab = append(b.moreSlab, nodeMore{})
+		n.more = &b.moreSlab[len(b.moreSlab)-1]
+	}
+	return n.more
 }
 
 type addrAt struct {
@@ -92,9 +170,10 @@ type addrAt struct {
 }
 
 func buildZone(origin string, ttl, serial uint32, dnsIP netip.Addr, r Records, log *slog.Logger) *zone {
-	nNames := 8 + len(r.Pods)*2
+	nNames := 8 + 2*len(r.Namespaces) + 2*len(r.Pods)
 	for i := range r.Services {
-		nNames += 4 + 2*len(r.Services[i].Ports) + len(r.Services[i].ClusterIPs) + 2*len(r.Services[i].Endpoints)
+		svc := &r.Services[i]
+		nNames += 2 + len(svc.Ports) + len(svc.ClusterIPs) + 2*len(svc.Endpoints)
 	}
 	b := &zoneBuilder{
 		z: &zone{
@@ -106,13 +185,14 @@ func buildZone(origin string, ttl, serial uint32, dnsIP netip.Addr, r Records, l
 			nsName:     "ns.dns." + origin,
 			hostmaster: "hostmaster." + origin,
 		},
-		log: log,
+		log:        log,
+		namespaces: map[string]bool{},
 	}
 	z := b.z
 	z.nodes = append(z.nodes, node{flags: nodeApex})
 	z.names[origin] = 0
 	b.addAddr(b.ensure(z.nsName), dnsIP)
-	z.nodes[b.ensure("dns-version."+origin)].txt = dnsVersion
+	b.more(b.ensure("dns-version." + origin)).txt = dnsVersion
 	b.ensure("svc." + origin)
 	b.ensure("pod." + origin)
 	for _, ns := range r.Namespaces {
@@ -152,7 +232,7 @@ func buildZone(origin string, ttl, serial uint32, dnsIP netip.Addr, r Records, l
 		addr netip.Addr
 		name string
 	}
-	var ptrs []podPTR
+	ptrs := make([]podPTR, 0, len(r.Pods))
 	for i := range r.Pods {
 		p := &r.Pods[i]
 		if !p.IP.IsValid() || !b.namespace(p.Namespace) {
@@ -213,7 +293,11 @@ func (b *zoneBuilder) skip(kind, name, why string) {
 // namespace makes <ns>.svc and <ns>.pod exist; it reports false (and
 // counts a skip) when ns is not a DNS label.
 func (b *zoneBuilder) namespace(ns string) bool {
+	if ok, seen := b.namespaces[ns]; seen {
+		return ok
+	}
 	l, ok := label(ns)
+	b.namespaces[ns] = ok
 	if !ok {
 		b.skip("namespace", ns, "not a DNS label")
 		return false
@@ -229,7 +313,9 @@ func (b *zoneBuilder) externalName(svc *Service, base string) {
 		b.skip("service", svc.Namespace+"/"+svc.Name, "externalName is not a DNS name")
 		return
 	}
-	b.z.nodes[b.ensure(base)].cname = target
+	i := b.ensure(base)
+	b.more(i).cname = target
+	b.z.nodes[i].flags |= nodeCNAME
 }
 
 func (b *zoneBuilder) clusterIP(svc *Service, base string) {
@@ -260,10 +346,10 @@ func (b *zoneBuilder) clusterIP(svc *Service, base string) {
 	for i, p := range svc.Ports {
 		srv[i] = srvTarget{port: p.Port, target: base, addrs: ips}
 	}
-	b.z.nodes[si].srv = srv
+	b.more(si).srv = srv
 	for i, p := range svc.Ports {
 		if pn := b.portName(p, base); pn != "" {
-			b.z.nodes[b.ensure(pn)].srv = srv[i : i+1]
+			b.more(b.ensure(pn)).srv = srv[i : i+1]
 		}
 	}
 }
@@ -320,10 +406,10 @@ func (b *zoneBuilder) headless(svc *Service, base string) {
 			}
 		}
 		if pn := b.portName(p, base); pn != "" && len(srv) > start {
-			b.z.nodes[b.ensure(pn)].srv = srv[start:len(srv):len(srv)]
+			b.more(b.ensure(pn)).srv = srv[start:len(srv):len(srv)]
 		}
 	}
-	b.z.nodes[si].srv = srv
+	b.more(si).srv = srv
 }
 
 // portName is the SRV name _<port>._<proto>.<base> of a named port, or ""
@@ -406,6 +492,10 @@ func (b *zoneBuilder) addAddr(i int32, ip netip.Addr) {
 		}
 		b.dedup[addrAt{i, ip}] = struct{}{}
 	}
+	if *list == nil {
+		*list = b.one(ip)
+		return
+	}
 	*list = append(*list, ip)
 }
 
@@ -431,12 +521,17 @@ func (b *zoneBuilder) addPTR(ip netip.Addr, target string, fromPod bool) {
 	if !fromPod {
 		n.flags |= nodeServicePTR
 	}
-	for _, p := range n.ptr {
+	m := b.more(i)
+	for _, p := range m.ptr {
 		if p == target {
 			return
 		}
 	}
-	n.ptr = append(n.ptr, target)
+	if m.ptr == nil {
+		m.ptr = b.oneString(target)
+		return
+	}
+	m.ptr = append(m.ptr, target)
 }
 
 // pack prepacks every node's A and AAAA records for the fast path, in one
@@ -459,20 +554,20 @@ func (b *zoneBuilder) pack() {
 	}
 	for i := range z.nodes {
 		n := &z.nodes[i]
-		if len(n.a) > 0 && len(n.a) < 1<<16 {
-			start := len(slab)
-			for _, ip := range n.a {
-				rr(dns.TypeA, ip)
-			}
-			n.wireA, n.nA = slab[start:len(slab):len(slab)], uint16(len(n.a))
+		if len(n.a) == 0 && len(n.aaaa) == 0 {
+			continue
 		}
-		if len(n.aaaa) > 0 && len(n.aaaa) < 1<<16 {
-			start := len(slab)
-			for _, ip := range n.aaaa {
-				rr(dns.TypeAAAA, ip)
-			}
-			n.wireAAAA, n.nAAAA = slab[start:len(slab):len(slab)], uint16(len(n.aaaa))
+		if 16*len(n.a)+28*len(n.aaaa) > MaxUDPSize {
+			continue // never fits a datagram: the general path truncates
 		}
+		start := len(slab)
+		for _, ip := range n.a {
+			rr(dns.TypeA, ip)
+		}
+		for _, ip := range n.aaaa {
+			rr(dns.TypeAAAA, ip)
+		}
+		n.wire, n.nA = slab[start:len(slab):len(slab)], uint16(len(n.a))
 	}
 }
 
@@ -502,27 +597,39 @@ func label(s string) (string, bool) {
 // dashed is the name CoreDNS gives an address: 10-244-1-5, or for IPv6 the
 // compressed form with '-' for ':' (fd00--5).
 func dashed(ip netip.Addr) string {
-	return strings.ReplaceAll(strings.ReplaceAll(ip.String(), ".", "-"), ":", "-")
+	if ip.Is4() {
+		var buf [15]byte
+		a := ip.As4()
+		b := buf[:0]
+		for i, v := range a {
+			if i > 0 {
+				b = append(b, '-')
+			}
+			b = appendUint8(b, v)
+		}
+		return string(b)
+	}
+	return strings.ReplaceAll(ip.String(), ":", "-")
 }
 
 // reverseName is the in-addr.arpa or ip6.arpa name of ip, lowercase FQDN.
 func reverseName(ip netip.Addr) string {
 	const hex = "0123456789abcdef"
+	var buf [64 + len("ip6.arpa.")]byte
+	b := buf[:0]
 	if ip.Is4() {
 		a := ip.As4()
-		var buf []byte
 		for i := 3; i >= 0; i-- {
-			buf = appendUint8(buf, a[i])
-			buf = append(buf, '.')
+			b = appendUint8(b, a[i])
+			b = append(b, '.')
 		}
-		return string(append(buf, "in-addr.arpa."...))
+		return string(append(b, "in-addr.arpa."...))
 	}
 	a := ip.As16()
-	buf := make([]byte, 0, 64+len("ip6.arpa."))
 	for i := 15; i >= 0; i-- {
-		buf = append(buf, hex[a[i]&0xF], '.', hex[a[i]>>4], '.')
+		b = append(b, hex[a[i]&0xF], '.', hex[a[i]>>4], '.')
 	}
-	return string(append(buf, "ip6.arpa."...))
+	return string(append(b, "ip6.arpa."...))
 }
 
 func appendUint8(b []byte, v uint8) []byte {

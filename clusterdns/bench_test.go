@@ -99,26 +99,40 @@ func BenchmarkServeDatagramClusterA(b *testing.B) {
 	})
 }
 
+// BenchmarkServeDatagramNegative measures the answers a search path
+// produces: a miss (NXDOMAIN) and the AAAA of an IPv4 Service (NODATA).
+func BenchmarkServeDatagramNegative(b *testing.B) {
+	benchQueries(b, []benchQuery{
+		{"NXDOMAIN", "example.org.ns-0.svc.cluster.local.", dns.TypeA, dns.RcodeNameError},
+		{"NODATA", "svc-5000.ns-0.svc.cluster.local.", dns.TypeAAAA, dns.RcodeSuccess},
+	})
+}
+
 // BenchmarkServeDatagramGeneral measures queries the fast path leaves to the
-// general path: a search-path miss (NXDOMAIN), a headless Service's SRV and
-// a PTR.
+// general path: a headless Service's SRV (10 records and their addresses)
+// and a PTR.
 func BenchmarkServeDatagramGeneral(b *testing.B) {
+	benchQueries(b, []benchQuery{
+		{"SRV-headless", "_http._tcp.svc-5009.ns-9.svc.cluster.local.", dns.TypeSRV, dns.RcodeSuccess},
+		{"PTR", "136.19.96.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess},
+	})
+}
+
+type benchQuery struct {
+	name  string
+	qname string
+	qtype uint16
+	rcode int
+}
+
+func benchQueries(b *testing.B, qs []benchQuery) {
 	s := benchServer(b, clusterdns.Options{})
-	for _, tt := range []struct {
-		name  string
-		qname string
-		qtype uint16
-	}{
-		{"NXDOMAIN", "example.org.ns-0.svc.cluster.local.", dns.TypeA},
-		{"NODATA", "svc-5000.ns-0.svc.cluster.local.", dns.TypeAAAA},
-		{"SRV-headless", "_http._tcp.svc-5009.ns-9.svc.cluster.local.", dns.TypeSRV},
-		{"PTR", "136.19.96.10.in-addr.arpa.", dns.TypePTR},
-	} {
+	for _, tt := range qs {
 		wire := packQuery(b, tt.qname, tt.qtype, true)
 		w := clusterdnstest.NewWriter(1)
 		s.ServeDatagram(podAddr, dnsAddr, wire, w)
 		m := new(dns.Msg)
-		if err := m.Unpack((<-w.C).Payload); err != nil || (tt.name != "NXDOMAIN" && tt.name != "NODATA" && len(m.Answer) == 0) {
+		if err := m.Unpack((<-w.C).Payload); err != nil || m.Rcode != tt.rcode || (tt.rcode == dns.RcodeSuccess && tt.qtype != dns.TypeAAAA && len(m.Answer) == 0) {
 			b.Fatalf("%s: %v %v", tt.name, m, err)
 		}
 		b.Run(tt.name, func(b *testing.B) {

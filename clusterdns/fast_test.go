@@ -51,15 +51,20 @@ func slowAnswer(s *Server, msg []byte) []byte {
 func checkFast(t *testing.T, s *Server, msg []byte) bool {
 	t.Helper()
 	out := make([]byte, MaxUDPSize)
-	n := s.fastAnswer(s.zone.Load(), msg, out)
+	n, rcode := s.fastAnswer(s.zone.Load(), msg, out)
 	if n == 0 {
 		return false
 	}
-	if slow := slowAnswer(s, msg); !bytes.Equal(out[:n], slow) {
-		fm, sm := new(dns.Msg), new(dns.Msg)
-		fm.Unpack(out[:n])
-		sm.Unpack(slow)
-		t.Errorf("query %x:\nfast path %x\n%v\ngeneral path %x\n%v", msg, out[:n], fm, slow, sm)
+	slow := slowAnswer(s, msg)
+	if bytes.Equal(out[:n], slow) {
+		return true
+	}
+	// Compression may differ (the general path also compresses to other
+	// names than the origin); the messages must not.
+	fm, sm := new(dns.Msg), new(dns.Msg)
+	ferr, serr := fm.Unpack(out[:n]), sm.Unpack(slow)
+	if ferr != nil || serr != nil || fm.String() != sm.String() || fm.Rcode != rcode {
+		t.Errorf("query %x:\nfast path %x (%v)\n%v\ngeneral path %x (%v)\n%v", msg, out[:n], ferr, fm, slow, serr, sm)
 	}
 	return true
 }
@@ -80,7 +85,15 @@ func TestFastPathSameAnswer(t *testing.T) {
 		{"db.default.svc.cluster.local.", dns.TypeA, nil, true},
 		{"dual.default.svc.cluster.local.", dns.TypeAAAA, nil, true},
 		{"10-244-1-10.default.pod.cluster.local.", dns.TypeA, nil, true},
-		{"_http._tcp.web.default.svc.cluster.local.", dns.TypeA, nil, false}, // NODATA
+		{"_http._tcp.web.default.svc.cluster.local.", dns.TypeA, nil, true}, // NODATA
+		{"cluster.local.", dns.TypeA, nil, true},                            // NODATA at the apex
+		{"dns.cluster.local.", dns.TypeAAAA, nil, true},                     // NODATA, the SOA's names compress differently
+		{"ns.dns.cluster.local.", dns.TypeAAAA, nil, true},
+		{"example.org.default.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(1232, true) }, true}, // NXDOMAIN
+		{"Example.ORG.default.svc.cluster.local.", dns.TypeAAAA, nil, true},
+		{"example.org.default.svc.Cluster.local.", dns.TypeA, nil, false}, // the origin not in lowercase
+		{"xcluster.local.", dns.TypeA, nil, false},                        // not in the zone
+		{"local.", dns.TypeA, nil, false},
 		{"web.default.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(4096, true) }, true},
 		{"web.default.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.SetEdns0(512, false) }, true},
 		{"web.default.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) {
@@ -88,8 +101,10 @@ func TestFastPathSameAnswer(t *testing.T) {
 			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
 		}, true},
 		{"web.default.svc.cluster.local.", dns.TypeA, func(m *dns.Msg) { m.RecursionDesired, m.CheckingDisabled, m.AuthenticatedData = false, true, true }, true},
-		{"web.default.svc.cluster.local.", dns.TypeAAAA, nil, false}, // NODATA
-		{"nope.default.svc.cluster.local.", dns.TypeA, nil, false},
+		{"web.default.svc.cluster.local.", dns.TypeAAAA, nil, true}, // NODATA
+		{"nope.default.svc.cluster.local.", dns.TypeA, nil, true},   // NXDOMAIN
+		{"nope.default.svc.cluster.local.", dns.TypeMX, nil, false},
+		{"5.1.244.10.in-addr.arpa.", dns.TypeA, nil, false},
 		{"ext.default.svc.cluster.local.", dns.TypeA, nil, false}, // CNAME
 		{"web.default.svc.cluster.local.", dns.TypeSRV, nil, false},
 		{"example.org.", dns.TypeA, nil, false},

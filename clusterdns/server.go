@@ -288,8 +288,8 @@ func (s *Server) ServeDatagram(src, dst netip.AddrPort, msg []byte, w DatagramWr
 	defer s.bufs.Put(bp)
 	buf := *bp
 	if z := s.zone.Load(); z != nil {
-		if n := s.fastAnswer(z, msg, buf[:MaxUDPSize]); n > 0 {
-			s.st.rcodes[dns.RcodeSuccess].Add(1)
+		if n, rcode := s.fastAnswer(z, msg, buf[:MaxUDPSize]); n > 0 {
+			s.st.rcodes[rcode].Add(1)
 			if err := w.WriteDatagram(src, dst, buf[:n]); err != nil {
 				s.st.dropped.Add(1)
 			}
@@ -470,8 +470,8 @@ func (s *Server) serveFrame(c net.Conn, in []byte) (ok bool) {
 		}
 	}()
 	if z := s.zone.Load(); z != nil {
-		if n := s.fastAnswer(z, in, buf[2:]); n > 0 {
-			s.st.rcodes[dns.RcodeSuccess].Add(1)
+		if n, rcode := s.fastAnswer(z, in, buf[2:]); n > 0 {
+			s.st.rcodes[rcode].Add(1)
 			binary.BigEndian.PutUint16(buf, uint16(n))
 			return s.writeFrame(c, buf[:2+n])
 		}

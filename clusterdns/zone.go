@@ -92,6 +92,7 @@ type zone struct {
 	nodes      []node
 	nsName     string // ns.dns.<origin>
 	hostmaster string // hostmaster.<origin>
+	wireOrigin []byte // origin in wire form, for the fast path's SOA
 }
 
 // dnsVersion is the schema version of the Kubernetes DNS specification
@@ -184,6 +185,7 @@ func buildZone(origin string, ttl, serial uint32, dnsIP netip.Addr, r Records, l
 			nodes:      make([]node, 0, nNames),
 			nsName:     "ns.dns." + origin,
 			hostmaster: "hostmaster." + origin,
+			wireOrigin: wireName(origin),
 		},
 		log:        log,
 		namespaces: map[string]bool{},
@@ -640,4 +642,15 @@ func appendUint8(b []byte, v uint8) []byte {
 		b = append(b, '0'+v/10%10)
 	}
 	return append(b, '0'+v%10)
+}
+
+// wireName is the uncompressed wire form of a lowercase FQDN of plain
+// labels.
+func wireName(name string) []byte {
+	b := make([]byte, len(name)+1)
+	n, err := dns.PackDomainName(name, b, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	return b[:n]
 }

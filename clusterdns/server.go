@@ -116,7 +116,8 @@ type Server struct {
 	udpSize     uint16
 	maxInFlight int64
 	upTimeout   time.Duration
-	upstreams   []string // host:port
+	upstreams   []string      // host:port
+	idle        time.Duration // TCPIdleTimeout; shorter in tests
 
 	zone  atomic.Pointer[zone]
 	cache *cache
@@ -165,6 +166,7 @@ func New(opts Options) (*Server, error) {
 		udpSize:     opts.UDPSize,
 		maxInFlight: int64(opts.MaxInFlight),
 		upTimeout:   opts.UpstreamTimeout,
+		idle:        TCPIdleTimeout,
 		flights:     map[cacheKey]*flight{},
 		conns:       map[net.Conn]struct{}{},
 	}
@@ -431,7 +433,7 @@ func (s *Server) ServeConn(c net.Conn) {
 		in  []byte
 	)
 	for {
-		if err := c.SetReadDeadline(time.Now().Add(TCPIdleTimeout)); err != nil {
+		if err := c.SetReadDeadline(time.Now().Add(s.idle)); err != nil {
 			return
 		}
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
@@ -515,7 +517,7 @@ func (s *Server) serveFrame(c net.Conn, in []byte) (ok bool) {
 }
 
 func (s *Server) writeFrame(c net.Conn, frame []byte) bool {
-	if err := c.SetWriteDeadline(time.Now().Add(TCPIdleTimeout)); err != nil {
+	if err := c.SetWriteDeadline(time.Now().Add(s.idle)); err != nil {
 		return false
 	}
 	if _, err := c.Write(frame); err != nil {

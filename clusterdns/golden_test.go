@@ -255,6 +255,10 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+	st := s.Stats()
+	if st.Queries != uint64(len(tests)) || st.ByRcode["BADVERS"] != 1 || st.ByRcode["NXDOMAIN"] != 7 || st.Dropped != 0 || st.Forwarded != 0 {
+		t.Errorf("stats after the golden queries: %+v", st)
+	}
 }
 
 // TestHandle checks the convenience entry point: zone answers, nil for

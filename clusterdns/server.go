@@ -255,8 +255,9 @@ func (s *Server) Update(r Records) {
 // server serves. It returns nil when the query must be forwarded upstream.
 // An ExternalName whose target lies outside the cluster domain is answered
 // with its CNAME alone: completing it needs upstream I/O, which
-// ServeDatagram and ServeConn do. src is the querier (unused so far); tcp
-// lifts the UDP size limit.
+// ServeDatagram and ServeConn do. A response (QR set) gets nil too. src is
+// the querier (unused so far); tcp lifts the UDP size limit. Handle does
+// not count in Stats.
 func (s *Server) Handle(query *dns.Msg, src netip.AddrPort, tcp bool) *dns.Msg {
 	if query == nil || query.Response {
 		return nil
@@ -572,7 +573,10 @@ func (s *Server) Stats() Stats {
 			continue
 		}
 		name, ok := dns.RcodeToString[rc]
-		if !ok || rc == len(s.st.rcodes)-1 {
+		switch {
+		case rc == dns.RcodeBadVers:
+			name = "BADVERS" // miekg/dns names 16 by its TSIG meaning, BADSIG
+		case !ok || rc == len(s.st.rcodes)-1:
 			name = "OTHER"
 		}
 		st.ByRcode[name] += n

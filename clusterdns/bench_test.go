@@ -3,6 +3,7 @@ package clusterdns_test
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -171,8 +172,16 @@ func BenchmarkUpdate10kServices(b *testing.B) {
 	}
 	defer s.Close()
 	r := records10k(10000)
+	// The heap the index holds, besides the Records it shares.
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s.Update(r)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Update(r)
 	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "index-bytes")
 }

@@ -160,7 +160,7 @@ cpu_s() { # PID -> user+system CPU seconds
 }
 
 # perf p|c|h ARGS... -> one line: qps avg_us max_us stddev_us lost_pct rcodes req_bytes resp_bytes
-# lab_cpu_s coredns_cpu_s, for podnet (p), CoreDNS in the pod (c) or CoreDNS on the host's loopback (h,
+# lab_cpu_s coredns_cpu_s cpu_us_per_query, for podnet (p), CoreDNS in the pod (c) or CoreDNS on the host's loopback (h,
 # queried from the host); coredns_cpu_s is that of the CoreDNS queried (0 for podnet).
 perf() {
 	local out l0 c0 l1 c1 cpid=
@@ -179,6 +179,7 @@ perf() {
 	[ -n "$cpid" ] && c1=$(cpu_s "$cpid")
 	awk -v l="$(awk -v a="$l0" -v b="$l1" 'BEGIN { print b - a }')" -v c="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" '
 		/Queries per second:/ { qps = $4 }
+		/Queries completed:/ { done = $3 }
 		/Queries lost:/ { lost = $4; gsub(/[()%]/, "", lost) }
 		/Response codes:/ { sub(/^ *Response codes: */, ""); rc = $0; gsub(/ /, "_", rc) }
 		/Average packet size:/ { req = $5; sub(/,/, "", req); resp = $7 }
@@ -187,7 +188,7 @@ perf() {
 		END {
 			if (qps == "") { print "failed"; exit }
 			if (rc == "") rc = "-"
-			printf "%.0f %.1f %.0f %.1f %s %s %s %s %.2f %.2f\n", qps, avg, mx, sd, lost, rc, req, resp, l, c
+			printf "%.0f %.1f %.0f %.1f %s %s %s %s %.2f %.2f %.1f\n", qps, avg, mx, sd, lost, rc, req, resp, l, c, (done > 0 ? (l + c) * 1e6 / done : 0)
 		}' <<<"$out"
 }
 col() { awk -v n="$1" '{ print $n }'; }
@@ -204,7 +205,7 @@ echo "-- light load: $LIGHT_QPS queries/s, ${LIGHT_DURATION}s each, same order" 
 for k in p c h; do R[$k,light,1]=$(perf "$k" -l "$LIGHT_DURATION" -Q "$LIGHT_QPS"); done
 for k in h c p; do R[$k,light,2]=$(perf "$k" -l "$LIGHT_DURATION" -Q "$LIGHT_QPS"); done
 
-for k in "${!R[@]}"; do [ "${R[$k]}" != failed ] || { echo "dnsperf run $k failed" >&2; exit 1; }; done
+for k in "${!R[@]}"; do [ -n "${R[$k]}" ] && [ "${R[$k]}" != failed ] || { echo "dnsperf run $k failed" >&2; exit 1; }; done
 m() { printf '%s\n%s\n' "${R[$1,$2,1]}" "${R[$1,$2,2]}" | col "$3" | mean; }   # SERVER LOAD FIELD -> mean of the two runs
 both() { echo "$(printf '%s\n' "${R[$1,$2,1]}" | col "$3") $(printf '%s\n' "${R[$1,$2,2]}" | col "$3")"; }
 FMT='%-*s %-24s %-24s %-8s   %-24s %s\n'
@@ -235,6 +236,7 @@ row "  latency stddev (µs)" max 4
 row "  queries lost (%)" max 5
 row "  CPU s, lab daemon [1]" max 9
 row "  CPU s, CoreDNS process [1]" max 10
+row "  both, CPU µs per query [1]" max 11
 echo "light load (-Q $LIGHT_QPS, ${LIGHT_DURATION}s)"
 row "  avg latency (µs)" light 2
 row "  max latency (µs)" light 3

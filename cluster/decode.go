@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -40,8 +41,8 @@ type Document struct {
 	// document; 0 for a document that is not a List.
 	Item int
 	// Object is the decoded, defaulted and validated object: a *Lab,
-	// *corev1.Namespace, *corev1.Pod, *appsv1.Deployment, *corev1.Service
-	// or *discoveryv1.EndpointSlice.
+	// *corev1.Namespace, *corev1.Pod, *appsv1.Deployment, *corev1.Service,
+	// *discoveryv1.EndpointSlice or *networkingv1.NetworkPolicy.
 	Object runtime.Object
 }
 
@@ -142,9 +143,10 @@ var decodable = []struct {
 	{"apps/v1", KindDeployment, func() runtime.Object { return new(appsv1.Deployment) }},
 	{"v1", KindService, func() runtime.Object { return new(corev1.Service) }},
 	{"discovery.k8s.io/v1", KindEndpointSlice, func() runtime.Object { return new(discoveryv1.EndpointSlice) }},
+	{"networking.k8s.io/v1", KindNetworkPolicy, func() runtime.Object { return new(networkingv1.NetworkPolicy) }},
 }
 
-const decodableKinds = "a lab file holds Lab, Namespace, Pod, Deployment, Service and EndpointSlice objects"
+const decodableKinds = "a lab file holds Lab, Namespace, Pod, Deployment, Service, EndpointSlice and NetworkPolicy objects"
 
 // Decode reads a lab file: a stream of YAML documents separated by lines
 // starting with "---", or of JSON objects. It decodes each document as

@@ -5,7 +5,7 @@
 // A lab file is a multi-document YAML (or JSON) stream: at most one Lab
 // document, which describes the lab's network and its nodes, and standard
 // Kubernetes manifests (Namespaces, Pods, Deployments, Services,
-// EndpointSlices). [Decode] reads it the
+// EndpointSlices, NetworkPolicies). [Decode] reads it the
 // way kubectl does, with sigs.k8s.io/yaml, so YAML 1.1 rules hold: an unquoted
 // y, yes, on or true is the boolean true and n, no, off or false is false.
 // Decode then checks it strictly, which kubectl leaves to the API server:
@@ -16,8 +16,8 @@
 // fix a file in one pass.
 //
 // Decode also fills in defaults (namespace "default", restartPolicy Always,
-// one replica, a Service's defaults as the API server sets them, the Lab's
-// network defaults), so that what the rest of podnet sees is complete. [SetDefaults] and [Validate] do the same for an object
+// one replica, a Service's defaults as the API server sets them, a
+// NetworkPolicy's policyTypes and port protocols, the Lab's network defaults), so that what the rest of podnet sees is complete. [SetDefaults] and [Validate] do the same for an object
 // that did not come from a file; [ValidateLabChange] says which changes a
 // running lab accepts.
 //

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,8 +40,9 @@ const (
 // port protocols (TCP) and probe timings, a Deployment's replicas (1) and
 // its template's pod defaults, a Service's defaults as the API server sets
 // them (see setServiceDefaults), an EndpointSlice's port protocols and
-// names, and a Lab's network defaults. Objects of other types are left
-// alone.
+// names, a NetworkPolicy's port protocols and policyTypes (see
+// setNetworkPolicyDefaults), and a Lab's network defaults. Objects of other
+// types are left alone.
 func SetDefaults(obj runtime.Object) {
 	switch o := obj.(type) {
 	case *Lab:
@@ -63,6 +65,8 @@ func SetDefaults(obj runtime.Object) {
 		setServiceDefaults(o)
 	case *discoveryv1.EndpointSlice:
 		setEndpointSliceDefaults(o)
+	case *networkingv1.NetworkPolicy:
+		setNetworkPolicyDefaults(o)
 	}
 }
 
@@ -119,7 +123,8 @@ func setProbeDefaults(p *corev1.Probe) {
 }
 
 // Validate checks obj, a *Lab, *corev1.Namespace, *corev1.Pod,
-// *appsv1.Deployment, *corev1.Service or *discoveryv1.EndpointSlice, and
+// *appsv1.Deployment, *corev1.Service, *discoveryv1.EndpointSlice or
+// *networkingv1.NetworkPolicy, and
 // returns everything wrong with it. Unset fields that have a default are
 // accepted; whether a pod's node or namespace exists, and whether a
 // Service's clusterIP and NodePorts are free, is left to the caller.
@@ -140,6 +145,8 @@ func Validate(obj runtime.Object) field.ErrorList {
 		return validateService(o)
 	case *discoveryv1.EndpointSlice:
 		return validateEndpointSlice(o)
+	case *networkingv1.NetworkPolicy:
+		return validateNetworkPolicy(o)
 	default:
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("podnet cannot validate %T", obj))}
 	}

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +11,10 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 )
+
+// ErrPolicyDenied is the error of a DialTCP or DialUDP that NetworkPolicy
+// denies.
+var ErrPolicyDenied = errors.New("denied by NetworkPolicy")
 
 // bindFor returns the local address a connection to dst from src uses: on
 // the NIC of dst's pod if dst is attached here, with src as the source
@@ -45,6 +50,9 @@ func (s *Stack) DialTCP(ctx context.Context, src netip.Addr, dst netip.AddrPort)
 	if err != nil {
 		return nil, fmt.Errorf("dial tcp %v: %w", dst, err)
 	}
+	if !s.admitDial(protoTCP, netip.AddrPortFrom(netip.AddrFrom4(la.Addr.As4()), 0), dst) {
+		return nil, fmt.Errorf("dial tcp %v: %w", dst, ErrPolicyDenied)
+	}
 	ra := tcpip.FullAddress{NIC: la.NIC, Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
 	c, err := gonet.DialTCPWithBind(ctx, s.ns, la, ra, ipv4.ProtocolNumber)
 	if err != nil {
@@ -61,10 +69,18 @@ func (s *Stack) DialUDP(src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial udp %v: %w", dst, err)
 	}
+	if !s.admitDial(protoUDP, netip.AddrPortFrom(netip.AddrFrom4(la.Addr.As4()), 0), dst) {
+		return nil, fmt.Errorf("dial udp %v: %w", dst, ErrPolicyDenied)
+	}
 	ra := tcpip.FullAddress{NIC: la.NIC, Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
 	c, err := gonet.DialUDP(s.ns, &la, &ra, ipv4.ProtocolNumber)
 	if err != nil {
 		return nil, fmt.Errorf("dial udp %v: %w", dst, err)
+	}
+	// The pod's answers must pass its egress policy: track the flow.
+	if l, ok := c.LocalAddr().(*net.UDPAddr); ok && s.filter.Load() != nil {
+		src := netip.AddrPortFrom(netip.AddrFrom4(la.Addr.As4()), uint16(l.Port))
+		s.trackPlain(makeKey(src.Addr().As4(), dst.Addr().As4(), src.Port(), dst.Port(), protoUDP))
 	}
 	return c, nil
 }

@@ -109,6 +109,9 @@ func (s *Stack) serveLocalUDP(p *pod, frame []byte) bool {
 	if !ok || ls.udp == nil {
 		return false
 	}
+	if !s.policyOut(p, nil, frame) {
+		return true // dropped by NetworkPolicy
+	}
 	total := int(binary.BigEndian.Uint16(ip[2:]))
 	ulen := int(binary.BigEndian.Uint16(ip[ihl+4:]))
 	if ulen < header.UDPMinimumSize || ihl+ulen > total {

@@ -144,6 +144,7 @@ type ctEntry struct {
 	reply ctKey // backend → client (the Service address when hairpin), as the backend answers
 
 	client  [4]byte       // the client pod's address, for natClients
+	plain   bool          // a flow admitted by the Filter, not translated
 	state   atomic.Uint32 // ctReplied, ...
 	expires atomic.Int64  // in conntrack.now units (Unix seconds)
 }
@@ -244,7 +245,9 @@ func (ct *conntrack) insert(e *ctEntry) bool {
 		ct.count.Add(-1)
 		return false
 	}
-	ct.clientSlot(e.client).Add(1)
+	if !e.plain {
+		ct.clientSlot(e.client).Add(1)
+	}
 	return true
 }
 
@@ -279,7 +282,9 @@ func (ct *conntrack) remove(e *ctEntry) bool {
 	}
 	ct.del(e.reply, e)
 	ct.count.Add(-1)
-	ct.clientSlot(e.client).Add(-1)
+	if !e.plain {
+		ct.clientSlot(e.client).Add(-1)
+	}
 	return true
 }
 
@@ -295,7 +300,7 @@ func (ct *conntrack) touch(e *ctEntry, timeout time.Duration) {
 // timeout returns how long e lives after its last packet.
 func timeout(e *ctEntry) time.Duration {
 	st := e.state.Load()
-	if e.orig.proto() == protoUDP {
+	if e.orig.proto() != protoTCP { // UDP, and SCTP flows admitted by the Filter
 		if st&ctReplied != 0 {
 			return ctUDPReplied
 		}
@@ -379,18 +384,18 @@ func packetKey(ip []byte, ihl int) ctKey {
 		binary.BigEndian.Uint16(ip[ihl:]), binary.BigEndian.Uint16(ip[ihl+2:]), ip[9])
 }
 
-// translateOut handles a packet from a pod to a Service address: the
-// original direction of a flow (a new one asks the balancer) or the reply
-// direction of a hairpin flow. partial says the transport checksum is
-// partial (virtio NEEDS_CSUM).
-func (s *Stack) translateOut(ip []byte, partial bool) natResult {
+// translateOut handles a packet from the pod p to a Service address: the
+// original direction of a flow (a new one asks the balancer, and the Filter
+// judges it against the backend it got) or the reply direction of a hairpin
+// flow. partial says the transport checksum is partial (virtio NEEDS_CSUM).
+func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 	ct, nb := s.ct, s.opts.Services
 	ihl, ok := l4(ip)
 	if !ok {
 		return natNone
 	}
 	k := packetKey(ip, ihl)
-	if r, ok := ct.lookup(k); ok {
+	if r, ok := ct.lookup(k); ok && !r.e.plain {
 		if s.translate(ip, ihl, partial, r) {
 			return natDone
 		}
@@ -415,6 +420,9 @@ func (s *Stack) translateOut(ip []byte, partial bool) natResult {
 	b := backend.Addr().Unmap()
 	if !b.Is4() {
 		return natNone
+	}
+	if !s.admitTranslated(p, proto, netip.AddrPortFrom(client, k.sport()), netip.AddrPortFrom(b, backend.Port())) {
+		return natDropped
 	}
 	e := &ctEntry{orig: k, client: k.src()}
 	replyDst, replyDport := k.src(), k.sport()
@@ -446,7 +454,7 @@ func (s *Stack) translateReply(ip []byte, partial bool) bool {
 		return false
 	}
 	r, ok := s.ct.lookup(packetKey(ip, ihl))
-	if !ok || !r.reply {
+	if !ok || !r.reply || r.e.plain {
 		return false
 	}
 	return s.translate(ip, ihl, partial, r)

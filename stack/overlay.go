@@ -242,8 +242,9 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			c.rxTTL.Add(1)
 			continue
 		}
-		if s.ct != nil && s.ct.mayBeClient(dst) {
-			s.translateReply(ip, false) // the sending node completed the checksums
+		// The sending node completed the checksums, so partial is false.
+		if !(s.ct.mayBeClient(dst) && s.translateReply(ip, false)) && !s.policyIn(p, ip) {
+			continue
 		}
 		c.rxPackets.Add(1)
 		c.rxBytes.Add(uint64(total))

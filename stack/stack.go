@@ -146,11 +146,16 @@ type Stack struct {
 	hostConns  chan struct{} // semaphore of MaxHostConns
 	egress     egressCounters
 
-	// ct is the Service NAT's connection tracking, nil without
-	// Options.Services; svcNets are the ServicePrefixes. The sweeper
-	// goroutine ends when sweepStop is closed and closes sweepDone.
+	policyDenied atomic.Uint64 // new flows the Filter denied
+
+	// ct is the connection tracking of translated flows (Service NAT,
+	// when nat: Options.Services is set) and of UDP flows admitted by the
+	// Filter; svcNets are the ServicePrefixes. The sweeper goroutine ends
+	// when sweepStop is closed and closes sweepDone.
 	ct        *conntrack
+	nat       bool
 	svcNets   []netip.Prefix
+	filter    atomic.Pointer[filterBox] // SetFilter; nil: no NetworkPolicy
 	local     atomic.Pointer[localTable] // SetLocalService; nil: none
 	fragID    atomic.Uint32              // IP IDs of WriteDatagram
 	sweepStop chan struct{}
@@ -177,6 +182,10 @@ type pod struct {
 
 	stopping atomic.Bool // set before the Stack closes the ports
 	ctr      counters
+
+	// ingressIso and egressIso say whether the Filter isolates the pod
+	// (set by SetFilter and at attach).
+	ingressIso, egressIso atomic.Bool
 }
 
 // podQueue is one queue of a pod: its Port and its reader's state.
@@ -237,12 +246,13 @@ func New(opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("new stack: %w", err)
 	}
 	s.installForwarders()
+	s.ct = newConntrack(opts.MaxConntrack)
 	if opts.Services != nil {
-		s.ct = newConntrack(opts.MaxConntrack)
+		s.nat = true
 		s.svcNets = opts.ServicePrefixes
-		s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
-		go s.sweepConntrack()
 	}
+	s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
+	go s.sweepConntrack()
 	return s, nil
 }
 
@@ -406,6 +416,11 @@ func (s *Stack) attach(ip netip.Addr, ports []Port) error {
 		p.cancel()
 		return err
 	}
+	if fb := s.filter.Load(); fb != nil {
+		in, eg := fb.f.Isolated(ip)
+		p.ingressIso.Store(in)
+		p.egressIso.Store(eg)
+	}
 	s.byIP[ip4] = p
 	s.publishLocked()
 	for _, q := range p.queues {
@@ -513,13 +528,20 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 	v, dst := classifyRoute(frame, p.ip4, s.gw4, s.pods.Load(), remote)
 	switch v {
 	case verdictOverlay:
+		if !s.policyOut(p, nil, frame) {
+			return
+		}
 		if !s.sendToOverlay(p, &q.tx, frame, remote.via) {
 			p.ctr.overlayDropped.Add(1)
 		}
 		return
 	case verdictForward:
-		if s.ct != nil && s.ct.mayBeClient(dst.ip4) {
-			s.translateReply(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0)
+		if s.ct.mayBeClient(dst.ip4) && s.translateReply(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
+			s.forward(p, dst, frame) // a reply of a Service flow: admitted with the flow
+			return
+		}
+		if !s.policyOut(p, dst, frame) {
+			return
 		}
 		s.forward(p, dst, frame)
 		return
@@ -533,14 +555,17 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		if s.serveLocalUDP(p, frame) {
 			return
 		}
-		if s.ct != nil && s.toService(frame) {
-			switch s.translateOut(frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
+		if s.nat && s.toService(frame) {
+			switch s.translateOut(p, frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
 			case natDone:
 				s.routeTranslated(p, q, frame, remote)
 				return
-			case natDropped: // counted in the conntrack's counters
+			case natDropped: // counted in the conntrack's or the policy's counters
 				return
 			}
+		}
+		if !s.policyOut(p, nil, frame) {
+			return
 		}
 		v = p.link.deliver(frame, &q.udp)
 	}
@@ -603,7 +628,7 @@ func (s *Stack) routeTranslated(p *pod, q *podQueue, frame []byte, remote *remot
 // again (kube-proxy clears them when an endpoint goes away). It returns the
 // number of entries removed.
 func (s *Stack) FlushUDPBackends(backends []netip.AddrPort) int {
-	if s.ct == nil || len(backends) == 0 {
+	if len(backends) == 0 {
 		return 0
 	}
 	gone := make(map[ctKey]bool, len(backends)) // by (address, port) of the reply's source
@@ -623,9 +648,6 @@ func (s *Stack) FlushUDPBackends(backends []netip.AddrPort) int {
 // flushPod removes the connection-tracking entries of the pod with address
 // a, as client or as backend.
 func (s *Stack) flushPod(a [4]byte) {
-	if s.ct == nil {
-		return
-	}
 	n := s.ct.removeIf(func(e *ctEntry) bool { return e.client == a || e.reply.src() == a })
 	s.ct.ctr.flushed.Add(uint64(n))
 }
@@ -670,7 +692,8 @@ func (s *Stack) Stats() Stats {
 	st.DroppedOverlayRx = oc.rxDropped.Load()
 	st.DroppedTTL += oc.rxTTL.Load()
 	st.DroppedWrite += oc.rxWriteErrors.Load()
-	if ct := s.ct; ct != nil {
+	st.PolicyDenied = s.policyDenied.Load()
+	if ct := s.ct; s.nat {
 		st.NATFlows = ct.ctr.flows.Load()
 		st.NATActive = ct.count.Load()
 		st.NATPackets = ct.ctr.packets.Load()
@@ -711,10 +734,8 @@ func (s *Stack) Close() error {
 	s.egressDone = true
 	s.egressMu.Unlock()
 	s.egressWG.Wait()
-	if s.sweepStop != nil {
-		close(s.sweepStop)
-		<-s.sweepDone
-	}
+	close(s.sweepStop)
+	<-s.sweepDone
 	s.ns.Destroy()
 	return errors.Join(errs...)
 }

@@ -82,6 +82,10 @@ type Stats struct {
 	// reached.
 	LimitDrops uint64
 
+	// PolicyDenied counts new flows (TCP SYNs, first datagrams) that the
+	// Filter (NetworkPolicy) denied; they were dropped.
+	PolicyDenied uint64
+
 	// LocalDatagrams counts UDP datagrams from pods handed to a local
 	// service (SetLocalService), such as DNS queries.
 	LocalDatagrams uint64

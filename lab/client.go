@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -190,6 +191,8 @@ func (l *objectList) UnmarshalJSON(b []byte) error {
 			obj = &corev1.Service{}
 		case cluster.KindEndpointSlice:
 			obj = &discoveryv1.EndpointSlice{}
+		case cluster.KindNetworkPolicy:
+			obj = &networkingv1.NetworkPolicy{}
 		default:
 			return fmt.Errorf("objects of kind %s cannot be read", raw.Kind)
 		}
@@ -217,6 +220,8 @@ func setTypeMeta(obj runtime.Object) {
 		o.APIVersion, o.Kind = "v1", "Service"
 	case *discoveryv1.EndpointSlice:
 		o.APIVersion, o.Kind = "discovery.k8s.io/v1", "EndpointSlice"
+	case *networkingv1.NetworkPolicy:
+		o.APIVersion, o.Kind = "networking.k8s.io/v1", "NetworkPolicy"
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,7 +32,7 @@ import (
 
 // Store is the lab's desired state: the objects of the lab and the controllers that derive objects
 // from others (Nodes from the Lab, Pods from Deployments, a node for every unscheduled Pod,
-// EndpointSlices from Services and pods). Every change is all-or-nothing and wakes the
+// EndpointSlices from Services and pods), and the NetworkPolicies the node agents enforce. Every change is all-or-nothing and wakes the
 // subscribers.
 //
 // What a user changes (Apply, Delete) is persisted before it is visible: those calls return once
@@ -78,6 +79,9 @@ type state struct {
 	Nodes          map[string]*corev1.Node               `json:"nodes"`
 	Services       map[string]*corev1.Service            `json:"services"`
 	EndpointSlices map[string]*discoveryv1.EndpointSlice `json:"endpointSlices"`
+	// NetworkPolicies holds the policies as the user applied them, defaulted; a state written
+	// before NetworkPolicies existed has none.
+	NetworkPolicies map[string]*networkingv1.NetworkPolicy `json:"networkPolicies"`
 	// LastClusterIP and LastNodePort are the cluster IP and NodePort handed out last: the search
 	// for a free one starts after them (see services.go).
 	LastClusterIP string `json:"lastClusterIP,omitempty"`
@@ -104,6 +108,19 @@ type derived struct {
 	sliceOwners map[string][]string
 	// reconciled is set once the Service controllers have run over this version.
 	reconciled bool
+
+	// lists holds the sorted lists of objects the node agents read. Unlike the above, clone
+	// drops it: publishLocked carries each list over to the next version when its map holds the
+	// same objects.
+	lists objectLists
+}
+
+// objectLists are a state's pods, namespaces and NetworkPolicies, sorted by key; a nil list is
+// not built.
+type objectLists struct {
+	pods       []*corev1.Pod
+	namespaces []*corev1.Namespace
+	policies   []*networkingv1.NetworkPolicy
 }
 
 func newState(labNumber int) *state {
@@ -115,6 +132,8 @@ func newState(labNumber int) *state {
 		Nodes:          map[string]*corev1.Node{},
 		Services:       map[string]*corev1.Service{},
 		EndpointSlices: map[string]*discoveryv1.EndpointSlice{},
+
+		NetworkPolicies: map[string]*networkingv1.NetworkPolicy{},
 	}
 }
 
@@ -127,7 +146,9 @@ func (s *state) clone() *state {
 	c.Nodes = cloneMap(s.Nodes)
 	c.Services = cloneMap(s.Services)
 	c.EndpointSlices = cloneMap(s.EndpointSlices)
+	c.NetworkPolicies = cloneMap(s.NetworkPolicies)
 	c.reconciled = false
+	c.lists = objectLists{}
 	return &c
 }
 
@@ -165,6 +186,9 @@ func OpenStore(path string, labNumber int) (*Store, error) {
 	}
 	if st.EndpointSlices == nil {
 		st.EndpointSlices = map[string]*discoveryv1.EndpointSlice{}
+	}
+	if st.NetworkPolicies == nil {
+		st.NetworkPolicies = map[string]*networkingv1.NetworkPolicy{}
 	}
 	s.state = st
 	s.resyncAll = true
@@ -332,6 +356,17 @@ func (s *Store) Get(kind cluster.Kind, ns, name string) ([]runtime.Object, error
 			add(o.Namespace, o.Name, o)
 		}
 		return out, nil // sorted
+	case cluster.KindNetworkPolicy:
+		if ns != "" && name != "" {
+			if o := st.NetworkPolicies[key(ns, name)]; o != nil {
+				out = append(out, o)
+			}
+			return out, nil
+		}
+		for _, o := range st.networkPolicies() {
+			add(o.Namespace, o.Name, o)
+		}
+		return out, nil // sorted
 	default:
 		return nil, nil // kinds that later issues bring: none exist yet
 	}
@@ -473,6 +508,11 @@ func (s *Store) Apply(docs []cluster.Document) ([]string, error) {
 			n.Generation++
 			results = append(results, name+" configured")
 			next.EndpointSlices[k] = n
+		case *networkingv1.NetworkPolicy:
+			k := key(o.Namespace, o.Name)
+			n, verb := applyNetworkPolicy(o, next.NetworkPolicies[k], now)
+			results = append(results, name+" "+verb)
+			next.NetworkPolicies[k] = n
 		default:
 			bad(d, "kind %T cannot be applied to a lab", d.Object)
 		}
@@ -545,7 +585,8 @@ func (s *Store) Apply(docs []cluster.Document) ([]string, error) {
 func sameObjects(a, b *state) bool {
 	return a.Lab == b.Lab && a.LabNumber == b.LabNumber && a.LastClusterIP == b.LastClusterIP && a.LastNodePort == b.LastNodePort &&
 		sameValues(a.Namespaces, b.Namespaces) && sameValues(a.Pods, b.Pods) && sameValues(a.Deployments, b.Deployments) &&
-		sameValues(a.Nodes, b.Nodes) && sameValues(a.Services, b.Services) && sameValues(a.EndpointSlices, b.EndpointSlices)
+		sameValues(a.Nodes, b.Nodes) && sameValues(a.Services, b.Services) && sameValues(a.EndpointSlices, b.EndpointSlices) &&
+		sameValues(a.NetworkPolicies, b.NetworkPolicies)
 }
 
 // sameValues reports whether two maps of objects hold the same objects (pointers).
@@ -600,6 +641,9 @@ func (s *Store) Delete(refs []ObjectRef) ([]string, error) {
 		case cluster.KindEndpointSlice:
 			_, found = next.EndpointSlices[k] // the controller makes its own again
 			delete(next.EndpointSlices, k)
+		case cluster.KindNetworkPolicy:
+			_, found = next.NetworkPolicies[k]
+			delete(next.NetworkPolicies, k)
 		case cluster.KindNamespace:
 			if r.Name == "default" {
 				return nil, errors.New(`namespaces "default" is forbidden: this namespace may not be deleted`)
@@ -625,6 +669,11 @@ func (s *Store) Delete(refs []ObjectRef) ([]string, error) {
 			for sk, sl := range next.EndpointSlices {
 				if sl.Namespace == r.Name {
 					delete(next.EndpointSlices, sk)
+				}
+			}
+			for pk, np := range next.NetworkPolicies {
+				if np.Namespace == r.Name {
+					delete(next.NetworkPolicies, pk)
 				}
 			}
 		case cluster.KindNode, cluster.KindLab:
@@ -713,6 +762,7 @@ func (s *Store) commitLaterLocked(next *state) {
 }
 
 func (s *Store) publishLocked(next *state) {
+	next.carryLists(s.state)
 	s.state = next
 	s.version++
 	if next.reconciled {
@@ -835,6 +885,7 @@ func (e *stateEncoder) encode(w io.Writer, st *state) error {
 		{"nodes", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.Nodes) }},
 		{"services", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.Services) }},
 		{"endpointSlices", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.EndpointSlices) }},
+		{"networkPolicies", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.NetworkPolicies) }},
 	} {
 		b = append(b, `,"`...)
 		b = append(b, m.name...)

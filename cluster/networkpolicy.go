@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"strings"
+
+	"github.com/podnet/podnet/policy"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -39,8 +42,14 @@ func setNetworkPolicyDefaults(np *networkingv1.NetworkPolicy) {
 }
 
 // validateNetworkPolicy checks a NetworkPolicy: its metadata as for every
-// kind, and its spec as the API server does (package policy).
+// kind, and the rest as the API server does (policy.Validate: selectors,
+// peers, CIDRs and their excepts, ports, endPorts, protocols, policyTypes).
 func validateNetworkPolicy(np *networkingv1.NetworkPolicy) field.ErrorList {
 	errs := validateObjectMeta(&np.ObjectMeta, KindNetworkPolicy, validation.IsDNS1123Subdomain, field.NewPath("metadata"))
+	for _, e := range policy.Validate(np) {
+		if e.Field != "metadata" && !strings.HasPrefix(e.Field, "metadata.") { // checked above
+			errs = append(errs, e)
+		}
+	}
 	return errs
 }

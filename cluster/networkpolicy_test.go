@@ -42,6 +42,45 @@ var networkPolicyCases = []struct {
 `), docs: 1},
 	{name: "in a List", in: "apiVersion: v1\nkind: List\nitems:\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: a, namespace: dev}\n  spec: {podSelector: {}}\n", docs: 1},
 
+	// Bad policies: every rule of the API server (policy.Validate), each naming its field.
+	{name: "bad CIDR", in: netpol("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/33}}]}]\n"), wants: []string{
+		`lab.yaml: document 1 (line 1): networkpolicy.networking.k8s.io/np: spec.ingress[0].from[0].ipBlock.cidr: Invalid value: "10.0.0.0/33"`}},
+	{name: "CIDR with host bits", in: netpol("  podSelector: {}\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.1/8}}]}]\n"), wants: []string{
+		`networkpolicy.networking.k8s.io/np: spec.egress[0].to[0].ipBlock.cidr: Invalid value: "10.0.0.1/8"`}},
+	{name: "except outside its cidr", in: netpol("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.0.1.0/24, 192.168.0.0/24, 10.0.0.0/16, nonsense]}}]}]\n"), wants: []string{
+		"networkpolicy.networking.k8s.io/np: spec.ingress[0].from[0].ipBlock.except[1]: Invalid value: \"192.168.0.0/24\": must be a strict subset of `cidr`",
+		"networkpolicy.networking.k8s.io/np: spec.ingress[0].from[0].ipBlock.except[2]: Invalid value: \"10.0.0.0/16\": must be a strict subset of `cidr`",
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].from[0].ipBlock.except[3]: Invalid value: "nonsense"`}},
+	{name: "endPort below port", in: netpol("  podSelector: {}\n  egress: [{ports: [{port: 8080, endPort: 80}, {port: http, endPort: 90}, {endPort: 90}]}]\n"), wants: []string{
+		"networkpolicy.networking.k8s.io/np: spec.egress[0].ports[0].endPort: Invalid value: 80: must be greater than or equal to `port`",
+		"networkpolicy.networking.k8s.io/np: spec.egress[0].ports[1].endPort: Invalid value: 90: may not be specified when `port` is non-numeric",
+		"networkpolicy.networking.k8s.io/np: spec.egress[0].ports[2].endPort: Invalid value: 90: may not be specified when `port` is not specified"}},
+	{name: "unknown protocol", in: netpol("  podSelector: {}\n  ingress: [{ports: [{port: 80, protocol: ICMP}, {port: 81, protocol: tcp}]}]\n"), wants: []string{
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP": supported values: "TCP", "UDP", "SCTP"`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].ports[1].protocol: Unsupported value: "tcp": supported values: "TCP", "UDP", "SCTP"`}},
+	{name: "bad ports", in: netpol("  podSelector: {}\n  ingress: [{ports: [{port: 0}, {port: 70000}, {port: not_a_name}]}]\n"), wants: []string{
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].ports[1].port: Invalid value: 70000: must be between 1 and 65535, inclusive`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].ports[2].port: Invalid value: "not_a_name"`}},
+	{name: "bad peers and selectors", in: netpol(`  podSelector: {matchExpressions: [{key: app, operator: Near, values: [a]}]}
+  ingress:
+  - from:
+    - {}
+    - {ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}
+    - namespaceSelector: {matchLabels: {"bad key!": x}}
+`), wants: []string{
+		`networkpolicy.networking.k8s.io/np: spec.podSelector.matchExpressions[0].operator: Invalid value: "Near"`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].from[0]: Required value: must specify a peer`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].from[1]: Forbidden: may not specify both ipBlock and another peer`,
+		`networkpolicy.networking.k8s.io/np: spec.ingress[0].from[2].namespaceSelector.matchLabels: Invalid value: "bad key!"`}},
+	{name: "bad policyTypes", in: netpol("  podSelector: {}\n  policyTypes: [Ingress, Both]\n"), wants: []string{
+		`networkpolicy.networking.k8s.io/np: spec.policyTypes[1]: Unsupported value: "Both": supported values: "Ingress", "Egress"`}},
+	{name: "every bad policy of a stream, each at its position", in: netpol("  podSelector: {}\n") + "---\n" +
+		renamed(netpol("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 300.0.0.0/8}}]}]\n"), "second") + "---\n" +
+		renamed(netpol("  podSelector: {}\n  egress: [{ports: [{port: 9, endPort: 8}]}]\n"), "third"), wants: []string{
+		`lab.yaml: document 2 (line 7): networkpolicy.networking.k8s.io/second: spec.ingress[0].from[0].ipBlock.cidr: Invalid value: "300.0.0.0/8"`,
+		"lab.yaml: document 3 (line 14): networkpolicy.networking.k8s.io/third: spec.egress[0].ports[0].endPort: Invalid value: 8: must be greater than or equal to `port`"}},
+
 	// Bad policies: what Decode itself finds.
 	{name: "bad name", in: renamed(netpol("  podSelector: {}\n"), "Bad_Name"), wants: []string{
 		`lab.yaml: document 1 (line 1): networkpolicy.networking.k8s.io/Bad_Name: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain`}},

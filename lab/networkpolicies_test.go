@@ -285,3 +285,23 @@ func TestNetworkPolicyOverTheAPI(t *testing.T) {
 		t.Errorf("decoded policy: %+v", np)
 	}
 }
+
+func TestBadNetworkPolicyRejectsTheWholeApply(t *testing.T) {
+	s := newServiceStore(t, "", labOnly)
+	_, err := decodeManifests([]Manifest{
+		{Source: "good.yaml", Data: []byte(policyDoc("default", "ok", "{podSelector: {}}") + podDoc("p1", "a", "{app: web}", "[]"))},
+		{Source: "bad.yaml", Data: []byte(policyDoc("default", "bad", "{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/16, except: [10.1.0.0/24]}}], ports: [{port: 80, endPort: 79, protocol: ICMP}]}]}"))},
+	})
+	for _, want := range []string{
+		"bad.yaml: document 1 (line 2): networkpolicy.networking.k8s.io/bad: spec.ingress[0].ports[0].protocol: Unsupported value: \"ICMP\"",
+		"bad.yaml: document 1 (line 2): networkpolicy.networking.k8s.io/bad: spec.ingress[0].ports[0].endPort: Invalid value: 79: must be greater than or equal to `port`",
+		"bad.yaml: document 1 (line 2): networkpolicy.networking.k8s.io/bad: spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: \"10.1.0.0/24\": must be a strict subset of `cidr`",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error:\n%v\nwant a line with:\n%s", err, want)
+		}
+	}
+	if len(s.NetworkPolicies()) != 0 || len(s.Pods()) != 0 {
+		t.Error("something of a rejected apply took effect")
+	}
+}

@@ -360,15 +360,13 @@ func (c *compiler) rule(r *compiledRule, ns int32, peers []networkingv1.NetworkP
 	r.ports = make([]portSpec, len(ports))
 	for i := range ports {
 		r.ports[i] = newPortSpec(&ports[i])
-		if r.ports[i].name != "" && !r.ports[i].none {
+		if r.ports[i].name != "" && !r.ports[i].none && dir == Ingress {
 			r.named = true
 		}
 	}
-	if dir == Egress || !r.named {
+	if !r.named {
 		r.fast = c.portMatcher(r.ports, nil, dir == Egress)
 		r.dead = r.fast == nil
-	} else {
-		r.fast = nil
 	}
 }
 

@@ -83,7 +83,7 @@ spec:
   podSelector: {}
   ingress: [{}]
   policyTypes: [Ingress]`,
-		want: func(from, to policy.Pod, _ probe) bool { return true },
+		want:  func(from, to policy.Pod, _ probe) bool { return true },
 		flows: []flowCase{{"192.168.5.5", "x/a", 80, policy.TCP, true}},
 	},
 	{
@@ -149,7 +149,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress:
   - from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]`,
-		want: func(from, to policy.Pod, _ probe) bool { return name(to) != "x/a" || from.Namespace == "y" },
+		want:  func(from, to policy.Pod, _ probe) bool { return name(to) != "x/a" || from.Namespace == "y" },
 		flows: []flowCase{{"10.244.2.99", "x/a", 80, policy.TCP, false}}, // in y's range, not a pod
 	},
 	{
@@ -188,7 +188,7 @@ spec:
   - from:
     - namespaceSelector: {}
       podSelector: {matchLabels: {pod: b}}`,
-		want: func(from, to policy.Pod, _ probe) bool { return to.Namespace != "x" || from.Name == "b" },
+		want:  func(from, to policy.Pod, _ probe) bool { return to.Namespace != "x" || from.Name == "b" },
 		flows: []flowCase{{"192.168.5.5", "x/a", 80, policy.TCP, false}},
 	},
 	{
@@ -226,7 +226,7 @@ spec:
   podSelector: {matchLabels: {pod: a}}
   ingress:
   - ports: [{port: 80}]`,
-		want: func(from, to policy.Pod, p probe) bool { return name(to) != "x/a" || p == tcp80 },
+		want:  func(from, to policy.Pod, p probe) bool { return name(to) != "x/a" || p == tcp80 },
 		flows: []flowCase{{"192.168.5.5", "x/a", 80, policy.TCP, true}},
 	},
 	{

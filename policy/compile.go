@@ -98,7 +98,7 @@ func Compile(policies []*networkingv1.NetworkPolicy, namespaces []Namespace, pod
 		ports:     map[string]*portMatcher{},
 		denySets:  map[string]PolicySet{},
 	}
-	c.anyPeer = &peerMatcher{id: 0, any: true}
+	c.anyPeer = &peerMatcher{any: true}
 	pols := make([]*networkingv1.NetworkPolicy, 0, len(policies))
 	for _, p := range policies {
 		if p != nil {
@@ -426,7 +426,7 @@ func (c *compiler) peerMatcher(ns int32, peers []networkingv1.NetworkPolicyPeer,
 	if m, ok := c.peers[string(k)]; ok {
 		return m
 	}
-	m := &peerMatcher{id: int32(len(c.peers) + 1)}
+	m := &peerMatcher{}
 	c.peers[string(k)] = m
 	c.scratch.clear()
 	var v4, v6 []ipRange

@@ -93,7 +93,6 @@ func (m *portMatcher) match(proto Protocol, port uint16, dst *podEntry) bool {
 
 // peerMatcher is the union of a rule's peers.
 type peerMatcher struct {
-	id    int32
 	any   bool // no peers: every address
 	pods  podSet
 	addrs addrSet

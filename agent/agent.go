@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -46,6 +47,11 @@ type Source interface {
 	// unchanged object.
 	Services() []*corev1.Service
 	EndpointSlices() []*discoveryv1.EndpointSlice
+	// NetworkPolicies, Namespaces and Pods return every object of their kind in the cluster, by
+	// the same rules.
+	NetworkPolicies() []*networkingv1.NetworkPolicy
+	Namespaces() []*corev1.Namespace
+	Pods() []*corev1.Pod
 	// Subscribe returns a channel that receives a value after every change of the state (sends
 	// are coalesced: one value may stand for several changes), and a function that ends the
 	// subscription.
@@ -113,6 +119,10 @@ type Agent struct {
 	// owned by the goroutine of Run.
 	dns      *clusterdns.Server
 	dnsState dnsState
+
+	// policyState is owned by the goroutine of Run; flows keeps the latest policy verdicts.
+	policyState policyState
+	flows       flowLog
 
 	mu   sync.Mutex         // guards pods
 	pods map[types.UID]*pod // pods this agent runs
@@ -248,6 +258,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.syncPeers()
 	a.syncServices()
 	a.syncDNS()
+	a.syncPolicy()
 	want := make(map[types.UID]*corev1.Pod)
 	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
 		if isTerminal(p) && !a.running(p.UID) {

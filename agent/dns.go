@@ -33,10 +33,7 @@ type dnsState struct {
 func (a *Agent) syncDNS() {
 	src := a.opts.Source
 	svcs, eps := src.Services(), src.EndpointSlices()
-	var pods []*corev1.Pod
-	for _, n := range src.Nodes() {
-		pods = append(pods, src.NodePods(n.Name)...)
-	}
+	pods := src.Pods()
 	st := &a.dnsState
 	if slices.Equal(svcs, st.svcs) && slices.Equal(eps, st.slices) && slices.Equal(pods, st.pods) {
 		return

@@ -8,6 +8,7 @@ type metrics struct {
 	reg         prometheus.Registerer
 	podSetup    prometheus.Summary
 	serviceSync prometheus.Histogram
+	policySync  prometheus.Histogram
 	stats       *statsCollector
 }
 
@@ -26,6 +27,12 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 			ConstLabels: prometheus.Labels{"node": node},
 			Buckets:     prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
+		policySync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "podnet_policy_compile_seconds",
+			Help:        "Time to compile the cluster's NetworkPolicies for the node's data path after a change.",
+			ConstLabels: prometheus.Labels{"node": node},
+			Buckets:     prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
 	}
 }
 
@@ -36,7 +43,7 @@ func (m *metrics) register(a *Agent) {
 		return
 	}
 	m.stats = &statsCollector{a: a}
-	m.reg.MustRegister(m.podSetup, m.serviceSync, m.stats)
+	m.reg.MustRegister(m.podSetup, m.serviceSync, m.policySync, m.stats)
 }
 
 func (m *metrics) unregister() {
@@ -45,6 +52,7 @@ func (m *metrics) unregister() {
 	}
 	m.reg.Unregister(m.podSetup)
 	m.reg.Unregister(m.serviceSync)
+	m.reg.Unregister(m.policySync)
 	m.reg.Unregister(m.stats)
 }
 
@@ -68,6 +76,9 @@ var (
 		"New flows to Services: translated, refused (no endpoint) or dropped (connection-tracking table full).", []string{"node", "result"}, nil)
 	descNATActive = prometheus.NewDesc("podnet_service_conntrack_entries",
 		"Flows in the node's connection-tracking table.", []string{"node"}, nil)
+	descPolicyDenied = prometheus.NewDesc("podnet_policy_denied_total",
+		"New flows (TCP connection attempts, first UDP datagrams) that NetworkPolicy denied on this node, by the policies that isolated the pod and allowed nothing.",
+		[]string{"node", "policy"}, nil)
 	descDNSAnswers = prometheus.NewDesc("podnet_dns_responses_total",
 		"Answers of the node's cluster DNS, by RCODE.", []string{"node", "rcode"}, nil)
 	descDNSQueries = prometheus.NewDesc("podnet_dns_queries_total",
@@ -114,6 +125,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descNATFlows, s.NATNoEndpoint, "no_endpoint")
 	counter(descNATFlows, s.NATDropped, "dropped")
 	ch <- prometheus.MustNewConstMetric(descNATActive, prometheus.GaugeValue, float64(s.NATActive), node)
+	for pol, n := range c.a.flows.deniedByPolicy() {
+		counter(descPolicyDenied, n, pol)
+	}
 	d := c.a.dns.Stats()
 	counter(descDNSQueries, d.Queries, "received")
 	counter(descDNSQueries, d.Forwarded, "forwarded")

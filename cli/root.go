@@ -76,6 +76,8 @@ and "podnet exec client -- curl http://<pod IP>/".`,
 		newExecCommand(g),
 		newLogsCommand(g),
 		newServeCommand(g),
+		newPolicyCommand(g),
+		newFlowsCommand(g),
 	)
 	return root
 }

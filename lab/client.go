@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -232,4 +233,22 @@ func (c *Client) RotateKey(node string) (string, error) {
 	}
 	err := c.do(http.MethodPost, "/v1/rotate-key", url.Values{"node": {node}}, nil, &out)
 	return out.PublicKey, err
+}
+
+// Flows returns the latest NetworkPolicy verdicts of every node of the lab, oldest first.
+func (c *Client) Flows() ([]agent.FlowRecord, error) {
+	var out []agent.FlowRecord
+	err := c.do(http.MethodGet, "/v1/flows", nil, nil, &out)
+	return out, err
+}
+
+// ExplainPolicy returns the verdict of the lab's NetworkPolicies on a flow from (NS/POD) to (NS/POD
+// or an IP) at port (PORT/PROTO), and a report of what decided it.
+func (c *Client) ExplainPolicy(from, to, port string) (allowed bool, report string, err error) {
+	var out struct {
+		Allowed bool   `json:"allowed"`
+		Text    string `json:"text"`
+	}
+	err = c.do(http.MethodGet, "/v1/policy/explain", url.Values{"from": {from}, "to": {to}, "port": {port}}, nil, &out)
+	return out.Allowed, out.Text, err
 }

@@ -250,6 +250,8 @@ func (d *daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)
 	mux.HandleFunc("POST /v1/rotate-key", d.handleRotateKey)
+	mux.HandleFunc("GET /v1/flows", d.handleFlows)
+	mux.HandleFunc("GET /v1/policy/explain", d.handleExplain)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "stopping"})
 		select {

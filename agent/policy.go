@@ -21,15 +21,15 @@ const flowLogSize = 4096
 type FlowRecord struct {
 	Time      time.Time `json:"time"`
 	Node      string    `json:"node"`
-	Protocol  string    `json:"protocol"`  // TCP, UDP, SCTP
-	Source    string    `json:"source"`    // ns/pod, or the address if it is no pod
+	Protocol  string    `json:"protocol"` // TCP, UDP, SCTP
+	Source    string    `json:"source"`   // ns/pod, or the address if it is no pod
 	SourceIP  string    `json:"sourceIP"`
-	Dest      string    `json:"dest"`      // ns/pod, or the address
+	Dest      string    `json:"dest"` // ns/pod, or the address
 	DestIP    string    `json:"destIP"`
 	Port      uint16    `json:"port"`      // the destination port
 	Direction string    `json:"direction"` // Egress (judged at the source) or Ingress (at the destination)
 	Allowed   bool      `json:"allowed"`
-	Policies  []string  `json:"policies"`  // the policies that allowed it, or that isolated the pod and allowed nothing
+	Policies  []string  `json:"policies"` // the policies that allowed it, or that isolated the pod and allowed nothing
 }
 
 // policyFilter is the stack's view of the compiled NetworkPolicy: it decides, and keeps the

@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 	if addr := os.Getenv("PODNET_TEST_DNS_GARBAGE"); addr != "" {
 		os.Exit(dnsGarbage(addr))
 	}
+	// ... and as the network-policy prober (see netpolProbe).
+	if targets := os.Getenv("PODNET_TEST_PROBE"); targets != "" {
+		os.Exit(netpolProbe(targets))
+	}
 	// PODNET_BIN names a prebuilt binary: the rootless run uses one built by root, since the
 	// unprivileged user has no Go toolchain or module cache of its own.
 	if podnetBin = os.Getenv("PODNET_BIN"); podnetBin != "" {

@@ -65,10 +65,14 @@ func (s *Stack) SetFilter(f Filter) {
 // policyOut judges frame, read from p (an IPv4 frame classifyRoute
 // checked), for p's egress and, if dst is a local pod, for dst's ingress. It
 // reports whether the frame may pass; a denied one is counted.
+//
+// A flow is tracked when either end is isolated in either direction, even if
+// only one direction is judged: the replies of a UDP flow from a pod isolated
+// for ingress (or to one isolated for egress) must find the flow.
 func (s *Stack) policyOut(p, dst *pod, frame []byte) bool {
 	eg := p.egressIso.Load()
 	in := dst != nil && dst.ingressIso.Load()
-	if !eg && !in {
+	if !eg && !in && !p.ingressIso.Load() && (dst == nil || !dst.egressIso.Load()) {
 		return true
 	}
 	if binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
@@ -78,12 +82,13 @@ func (s *Stack) policyOut(p, dst *pod, frame []byte) bool {
 }
 
 // policyIn judges ip, an IPv4 packet from the overlay to the local pod dst,
-// for dst's ingress.
+// for dst's ingress, and tracks its flow if dst is isolated either way.
 func (s *Stack) policyIn(dst *pod, ip []byte) bool {
-	if !dst.ingressIso.Load() {
+	in := dst.ingressIso.Load()
+	if !in && !dst.egressIso.Load() {
 		return true
 	}
-	return s.policyCheck(ip, false, true)
+	return s.policyCheck(ip, false, in) // tracked for the replies of an egress-isolated pod
 }
 
 // policyPorts locates the ports of a TCP, UDP or SCTP packet ip (a checked
@@ -109,7 +114,8 @@ func policyPorts(ip []byte) (ihl int, ok bool) {
 const protoSCTP = 132
 
 // policyCheck judges the IPv4 packet ip for its source's egress (eg) and
-// its destination's ingress (in), as the package comment above describes.
+// its destination's ingress (in), as the comment at the top describes, and
+// tracks a UDP or SCTP flow it admits (even one it did not need to judge).
 func (s *Stack) policyCheck(ip []byte, eg, in bool) bool {
 	fb := s.filter.Load()
 	if fb == nil {

@@ -11,6 +11,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 
 	"github.com/podnet/podnet/stack"
+	"github.com/podnet/podnet/stack/stacktest"
 )
 
 // fakeFilter isolates the pods in ingress/egress and allows the flows in allow:
@@ -195,4 +196,38 @@ type podDialer struct {
 
 func (p *podDialer) dial(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
 	return p.d(ctx, dst)
+}
+
+// TestPolicyUDPRepliesToIsolatedClient: the client is isolated for ingress, the server not at all;
+// the server's answers are replies and must pass (on one node and across nodes), and so must the
+// answers of a server isolated only for egress.
+func TestPolicyUDPRepliesToIsolatedClient(t *testing.T) {
+	nodes, _ := newNodesWith(t, 2, nil)
+	client := addNodePod(t, nodes[0], nodes[0].host(10), false)
+	local := addNodePod(t, nodes[0], nodes[0].host(20), false)
+	remote := addNodePod(t, nodes[1], nodes[1].host(30), false)
+	egressOnly := addNodePod(t, nodes[1], nodes[1].host(40), false)
+	iso := &fakeFilter{
+		ingress: map[netip.Addr]bool{client.IP: true},
+		egress:  map[netip.Addr]bool{egressOnly.IP: true},
+		allow:   map[flowKey]bool{},
+	}
+	nodes[0].SetFilter(iso)
+	nodes[1].SetFilter(iso)
+	for _, srv := range []*stacktest.Pod{local, remote, egressOnly} {
+		c, err := srv.ListenUDP(53)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go echoFrom(c)
+		u, err := client.DialUDP(netip.AddrPortFrom(srv.IP, 53))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		if got := udpRoundTrip(t, u, "q"); got != client.IP.String()+" q" {
+			t.Errorf("answer from %v: %q", srv.IP, got)
+		}
+	}
 }

@@ -8,9 +8,11 @@
 //     until the client closes its side or 2 seconds pass, and closes.
 //   - UDP: each datagram is answered with the name and a newline, to its
 //     sender.
-//   - HTTP: / answers the name, /clientip the caller's address as it arrived
-//     (which shows whether a Service or NodePort preserved the source
-//     address), /echo?msg=X answers X; anything else is 404.
+//   - HTTP: /clientip answers the caller's address as it arrived (which
+//     shows whether a Service or NodePort preserved the source address),
+//     /echo?msg=X answers X, /headers the request's headers, /stream?n=N&ms=M
+//     N lines flushed M ms apart, /ws is a WebSocket echo; every other path
+//     answers the name (an Ingress passes paths to backends unchanged).
 //
 // Every port is served on all addresses, IPv4 and IPv6 where the host has it.
 //
@@ -29,11 +31,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
+
+	"golang.org/x/net/websocket"
 )
 
 // Options configures Run.
@@ -359,9 +364,36 @@ func (s *server) serveUDP(ctx context.Context, c net.PacketConn) {
 // or idle client from holding a connection forever.
 func (s *server) newHTTPServer() *http.Server {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		s.reply(w, r, s.name)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, s.name) // every path not below: an Ingress passes paths on unchanged
 	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		lines := []string{"Host: " + r.Host}
+		for k, v := range r.Header {
+			lines = append(lines, k+": "+strings.Join(v, ", "))
+		}
+		slices.Sort(lines[1:])
+		s.reply(w, r, strings.Join(lines, "\n"))
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		pause, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		n, pause = min(max(n, 1), 100), min(max(pause, 0), 1000)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		f, _ := w.(http.Flusher)
+		for i := range n {
+			fmt.Fprintf(w, "chunk %d %s\n", i, time.Now().Format(time.RFC3339Nano))
+			if f != nil {
+				f.Flush()
+			}
+			if i < n-1 {
+				time.Sleep(time.Duration(pause) * time.Millisecond)
+			}
+		}
+	})
+	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
+		io.Copy(c, c) //nolint:errcheck // an echo: ends when the client goes
+	}))
 	mux.HandleFunc("/clientip", func(w http.ResponseWriter, r *http.Request) {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		if err != nil {

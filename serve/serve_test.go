@@ -171,14 +171,20 @@ func TestServeAnswers(t *testing.T) {
 		{"/echo?msg=hello%20world", 200, "hello world\n"},
 		{"/echo?msg=%3Cb%3E", 200, "<b>\n"},
 		{"/echo", 200, "\n"},
-		{"/nope", 404, "404 page not found\n"},
-		{"/clientip/more", 404, "404 page not found\n"},
+		{"/nope", 200, testName + "\n"}, // any other path answers the name: Ingress paths reach it unchanged
+		{"/foo/bar", 200, testName + "\n"},
 	}
 	for _, tt := range tests {
 		status, body := httpGet(t, base+tt.path)
 		if status != tt.status || body != tt.body {
 			t.Errorf("GET %s = %d %q, want %d %q", tt.path, status, body, tt.status, tt.body)
 		}
+	}
+	if status, body := httpGet(t, base+"/stream?n=2"); status != 200 || !strings.HasPrefix(body, "chunk 0 ") || !strings.Contains(body, "\nchunk 1 ") {
+		t.Errorf("GET /stream?n=2 = %d %q, want two chunks", status, body)
+	}
+	if status, body := httpGet(t, base+"/headers"); status != 200 || !strings.HasPrefix(body, "Host: 127.0.0.1:") {
+		t.Errorf("GET /headers = %d %q", status, body)
 	}
 
 	// A plain-text answer that browsers must not sniff.

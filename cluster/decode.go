@@ -42,7 +42,8 @@ type Document struct {
 	Item int
 	// Object is the decoded, defaulted and validated object: a *Lab,
 	// *corev1.Namespace, *corev1.Pod, *appsv1.Deployment, *corev1.Service,
-	// *discoveryv1.EndpointSlice or *networkingv1.NetworkPolicy.
+	// *discoveryv1.EndpointSlice, *networkingv1.NetworkPolicy,
+	// *networkingv1.Ingress, *networkingv1.IngressClass or *corev1.Secret.
 	Object runtime.Object
 }
 
@@ -144,9 +145,12 @@ var decodable = []struct {
 	{"v1", KindService, func() runtime.Object { return new(corev1.Service) }},
 	{"discovery.k8s.io/v1", KindEndpointSlice, func() runtime.Object { return new(discoveryv1.EndpointSlice) }},
 	{"networking.k8s.io/v1", KindNetworkPolicy, func() runtime.Object { return new(networkingv1.NetworkPolicy) }},
+	{"networking.k8s.io/v1", KindIngress, func() runtime.Object { return new(networkingv1.Ingress) }},
+	{"networking.k8s.io/v1", KindIngressClass, func() runtime.Object { return new(networkingv1.IngressClass) }},
+	{"v1", KindSecret, func() runtime.Object { return new(corev1.Secret) }},
 }
 
-const decodableKinds = "a lab file holds Lab, Namespace, Pod, Deployment, Service, EndpointSlice and NetworkPolicy objects"
+const decodableKinds = "a lab file holds Lab, Namespace, Pod, Deployment, Service, EndpointSlice, NetworkPolicy, Ingress, IngressClass and Secret objects"
 
 // Decode reads a lab file: a stream of YAML documents separated by lines
 // starting with "---", or of JSON objects. It decodes each document as
@@ -512,7 +516,9 @@ func (d *decoder) object(raw rawDoc, item int, m map[string]any, exact, yamlText
 		bad[i] = e.Field
 	}
 	for _, e := range Validate(obj) {
-		if !underAny(e.Field, bad) {
+		// A value of the wrong type was dropped: what validation says of it, or that
+		// the field holding it lacks it, follows from the problem already reported.
+		if !underAny(e.Field, bad) && !(e.Type == field.ErrorTypeRequired && holdsAny(e.Field, bad)) {
 			d.problem(raw, item, name, e.Field, e)
 		}
 	}
@@ -588,6 +594,16 @@ func newObject(apiVersion, kind string) (runtime.Object, *field.Error) {
 func underAny(path string, prefixes []string) bool {
 	for _, p := range prefixes {
 		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsAny reports whether one of paths is inside path.
+func holdsAny(path string, paths []string) bool {
+	for _, p := range paths {
+		if strings.HasPrefix(p, path+".") || strings.HasPrefix(p, path+"[") {
 			return true
 		}
 	}

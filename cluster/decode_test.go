@@ -245,8 +245,8 @@ spec:
 	// Kinds and syntax.
 	{name: "unknown kind", in: "apiVersion: v1\nkind: Frobnicator\nmetadata: {name: a}\n", wants: []string{
 		`lab.yaml: document 1 (line 1): kind: Invalid value: "Frobnicator": unknown kind`}},
-	{name: "kind podnet knows but a lab file does not take", in: "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n", wants: []string{
-		`kind: Invalid value: "Secret": podnet does not take Secret objects from lab files`}},
+	{name: "kind podnet knows but a lab file does not take", in: "apiVersion: v1\nkind: Node\nmetadata: {name: a}\n", wants: []string{
+		`kind: Invalid value: "Node": podnet does not take Node objects from lab files`}},
 	{name: "kind in the wrong case", in: "apiVersion: v1\nkind: pod\nmetadata: {name: a}\n", wants: []string{
 		`kind: Invalid value: "pod": kinds are case-sensitive: did you mean Pod?`}},
 	{name: "wrong apiVersion", in: "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: a}\n", wants: []string{

@@ -5,7 +5,8 @@
 // A lab file is a multi-document YAML (or JSON) stream: at most one Lab
 // document, which describes the lab's network and its nodes, and standard
 // Kubernetes manifests (Namespaces, Pods, Deployments, Services,
-// EndpointSlices, NetworkPolicies). [Decode] reads it the
+// EndpointSlices, NetworkPolicies, Ingresses, IngressClasses, Secrets).
+// [Decode] reads it the
 // way kubectl does, with sigs.k8s.io/yaml, so YAML 1.1 rules hold: an unquoted
 // y, yes, on or true is the boolean true and n, no, off or false is false.
 // Decode then checks it strictly, which kubectl leaves to the API server:
@@ -17,7 +18,8 @@
 //
 // Decode also fills in defaults (namespace "default", restartPolicy Always,
 // one replica, a Service's defaults as the API server sets them, a
-// NetworkPolicy's policyTypes and port protocols, the Lab's network defaults), so that what the rest of podnet sees is complete. [SetDefaults] and [Validate] do the same for an object
+// NetworkPolicy's policyTypes and port protocols, a Secret's type, the Lab's
+// network defaults), so that what the rest of podnet sees is complete. [SetDefaults] and [Validate] do the same for an object
 // that did not come from a file; [ValidateLabChange] says which changes a
 // running lab accepts.
 //
@@ -28,7 +30,11 @@
 // rejects what its data path does not carry (SCTP, IPv6 and dual-stack,
 // externalIPs, loadBalancerIP and loadBalancerClass) and a selector on an
 // ExternalName Service. Whether a Service's clusterIP and NodePorts are free
-// is the lab's to check when it allocates them.
+// is the lab's to check when it allocates them. Ingresses, IngressClasses and
+// Secrets are validated as the API server validates them, except that podnet
+// rejects resource backends, which its controller cannot serve; a TLS
+// Secret's certificate is not parsed (the Ingress controller reports a bad
+// one). [ServedByPodnet] says which Ingresses podnet's controller serves.
 //
 // Decode decodes the documents of a large stream in parallel, one goroutine
 // per CPU, and waits for them before it returns.

@@ -28,6 +28,7 @@ const (
 	KindEndpointSlice Kind = "EndpointSlice"
 	KindNetworkPolicy Kind = "NetworkPolicy"
 	KindIngress       Kind = "Ingress"
+	KindIngressClass  Kind = "IngressClass"
 	KindSecret        Kind = "Secret"
 )
 
@@ -49,6 +50,7 @@ var kinds = []kindInfo{
 	{kind: KindEndpointSlice, group: "discovery.k8s.io", version: "v1", plural: "endpointslices", namespaced: true},
 	{kind: KindNetworkPolicy, group: "networking.k8s.io", version: "v1", plural: "networkpolicies", shortNames: []string{"netpol"}, namespaced: true},
 	{kind: KindIngress, group: "networking.k8s.io", version: "v1", plural: "ingresses", shortNames: []string{"ing"}, namespaced: true},
+	{kind: KindIngressClass, group: "networking.k8s.io", version: "v1", plural: "ingressclasses"},
 	{kind: KindSecret, version: "v1", plural: "secrets", namespaced: true},
 	{kind: KindDeployment, group: "apps", version: "v1", plural: "deployments", shortNames: []string{"deploy"}, namespaced: true},
 	{kind: KindNode, version: "v1", plural: "nodes", shortNames: []string{"no"}},
@@ -169,6 +171,8 @@ func KindOf(obj runtime.Object) (Kind, bool) {
 		return KindNetworkPolicy, true
 	case *networkingv1.Ingress:
 		return KindIngress, true
+	case *networkingv1.IngressClass:
+		return KindIngressClass, true
 	case *corev1.Secret:
 		return KindSecret, true
 	}

@@ -23,6 +23,7 @@ func TestParseKind(t *testing.T) {
 		KindNode:          {"nodes", "node", "no"},
 		KindNamespace:     {"namespaces", "namespace", "ns"},
 		KindDeployment:    {"deployments", "deployment", "deploy", "deployments.apps", "deployment.apps", "deployments.v1.apps", "Deployment.Apps"},
+		KindIngressClass:  {"ingressclasses", "ingressclass", "IngressClass", "ingressclasses.networking.k8s.io", "ingressclass.v1.networking.k8s.io"},
 		KindSecret:        {"secrets", "secret"},
 		KindLab:           {"labs", "lab", "labs.podnet.dev", "lab.v1alpha1.podnet.dev"},
 	}
@@ -34,7 +35,7 @@ func TestParseKind(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"foo", "", "pods.apps", "deploy.apps", "deployments.v2.apps", "svcs", "ingresses.extensions", "po.v1"} {
+	for _, bad := range []string{"foo", "", "pods.apps", "deploy.apps", "deployments.v2.apps", "svcs", "ingresses.extensions", "po.v1", "ingclass"} {
 		k, err := ParseKind(bad)
 		if err == nil {
 			t.Errorf("ParseKind(%q) = %q, want an error", bad, k)
@@ -62,6 +63,7 @@ func TestKindProperties(t *testing.T) {
 		{KindEndpointSlice, "endpointslices", true, "discovery.k8s.io/v1"},
 		{KindNetworkPolicy, "networkpolicies", true, "networking.k8s.io/v1"},
 		{KindIngress, "ingresses", true, "networking.k8s.io/v1"},
+		{KindIngressClass, "ingressclasses", false, "networking.k8s.io/v1"},
 		{KindSecret, "secrets", true, "v1"},
 		{Kind("Bogus"), "", false, ""},
 	}
@@ -103,6 +105,7 @@ func TestObjectName(t *testing.T) {
 		{&discoveryv1.EndpointSlice{ObjectMeta: om("web-abc")}, "endpointslice.discovery.k8s.io/web-abc"},
 		{&networkingv1.NetworkPolicy{ObjectMeta: om("deny")}, "networkpolicy.networking.k8s.io/deny"},
 		{&networkingv1.Ingress{ObjectMeta: om("web")}, "ingress.networking.k8s.io/web"},
+		{&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "podnet"}}, "ingressclass.networking.k8s.io/podnet"},
 		{&corev1.Pod{}, "pod"},
 		{u, "widget/w"},
 		{(*corev1.Pod)(nil), "object"},

@@ -41,8 +41,10 @@ const (
 // its template's pod defaults, a Service's defaults as the API server sets
 // them (see setServiceDefaults), an EndpointSlice's port protocols and
 // names, a NetworkPolicy's port protocols and policyTypes (see
-// setNetworkPolicyDefaults), and a Lab's network defaults. Objects of other
-// types are left alone.
+// setNetworkPolicyDefaults), an Ingress's namespace, an IngressClass's
+// parameters scope, a Secret's type (Opaque), and a Lab's network defaults.
+// Objects of other types are left alone. A Secret's stringData is not merged
+// into its data here: see MergeSecretStringData.
 func SetDefaults(obj runtime.Object) {
 	switch o := obj.(type) {
 	case *Lab:
@@ -67,6 +69,12 @@ func SetDefaults(obj runtime.Object) {
 		setEndpointSliceDefaults(o)
 	case *networkingv1.NetworkPolicy:
 		setNetworkPolicyDefaults(o)
+	case *networkingv1.Ingress:
+		setIngressDefaults(o)
+	case *networkingv1.IngressClass:
+		setIngressClassDefaults(o)
+	case *corev1.Secret:
+		setSecretDefaults(o)
 	}
 }
 
@@ -123,9 +131,10 @@ func setProbeDefaults(p *corev1.Probe) {
 }
 
 // Validate checks obj, a *Lab, *corev1.Namespace, *corev1.Pod,
-// *appsv1.Deployment, *corev1.Service, *discoveryv1.EndpointSlice or
-// *networkingv1.NetworkPolicy, and
-// returns everything wrong with it. Unset fields that have a default are
+// *appsv1.Deployment, *corev1.Service, *discoveryv1.EndpointSlice,
+// *networkingv1.NetworkPolicy, *networkingv1.Ingress,
+// *networkingv1.IngressClass or *corev1.Secret, and returns everything wrong
+// with it. Unset fields that have a default are
 // accepted; whether a pod's node or namespace exists, and whether a
 // Service's clusterIP and NodePorts are free, is left to the caller.
 func Validate(obj runtime.Object) field.ErrorList {
@@ -147,6 +156,12 @@ func Validate(obj runtime.Object) field.ErrorList {
 		return validateEndpointSlice(o)
 	case *networkingv1.NetworkPolicy:
 		return validateNetworkPolicy(o)
+	case *networkingv1.Ingress:
+		return validateIngress(o)
+	case *networkingv1.IngressClass:
+		return validateIngressClass(o)
+	case *corev1.Secret:
+		return validateSecret(o)
 	default:
 		return field.ErrorList{field.InternalError(nil, fmt.Errorf("podnet cannot validate %T", obj))}
 	}
@@ -170,7 +185,11 @@ func validateObjectMeta(m *metav1.ObjectMeta, k Kind, nameFn func(string) []stri
 	nsPath := path.Child("namespace")
 	switch {
 	case !k.Namespaced() && m.Namespace != "":
-		errs = append(errs, field.Forbidden(nsPath, fmt.Sprintf("a %s is not namespaced: remove metadata.namespace", k)))
+		article := "a"
+		if strings.ContainsRune("AEIOU", rune(k.String()[0])) {
+			article = "an"
+		}
+		errs = append(errs, field.Forbidden(nsPath, fmt.Sprintf("%s %s is not namespaced: remove metadata.namespace", article, k)))
 	case m.Namespace != "":
 		for _, msg := range validation.IsDNS1123Label(m.Namespace) {
 			errs = append(errs, field.Invalid(nsPath, m.Namespace, msg))

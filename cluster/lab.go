@@ -40,6 +40,13 @@ const (
 	// dnsIPOffset is the position of the default DNS address in the
 	// serviceCIDR.
 	dnsIPOffset = 10
+
+	// The default ports of the nodes' Ingress controllers: the standard ones
+	// when the lab runs as root, and unprivileged ones when it runs rootless.
+	DefaultIngressHTTPPort          = 80
+	DefaultIngressHTTPSPort         = 443
+	DefaultRootlessIngressHTTPPort  = 8080
+	DefaultRootlessIngressHTTPSPort = 8443
 )
 
 // Lab describes a local lab: its network and its nodes. A lab file holds at
@@ -69,6 +76,15 @@ type LabSpec struct {
 	DNS LabDNS `json:"dns,omitempty"`
 	// MTU is the pods' MTU, from 1280 to 65520. Default 1500.
 	MTU int `json:"mtu,omitempty"`
+	// Ingress sets the ports every node's Ingress controller listens on, at
+	// the node's address: httpPort for plain HTTP and httpsPort for TLS.
+	// Zero (unset) is the default for the lab's mode, which the lab file
+	// cannot know: 80 and 443 when the lab runs as root, 8080 and 8443 when
+	// it runs rootless (where binding a port below 1024 needs the host's
+	// net.ipv4.ip_unprivileged_port_start to allow it). The ports must differ
+	// from each other and lie outside the NodePort range 30000-32767.
+	// Network.IngressPorts resolves them.
+	Ingress LabIngress `json:"ingress,omitzero"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
 }
@@ -79,6 +95,15 @@ type LabDNS struct {
 	// cluster are forwarded to. Empty: the servers of the host's
 	// /etc/resolv.conf.
 	Upstreams []string `json:"upstreams,omitempty"`
+}
+
+// LabIngress is where the nodes' Ingress controllers listen; see
+// LabSpec.Ingress.
+type LabIngress struct {
+	// HTTPPort is the TCP port for HTTP. Zero: 80 as root, 8080 rootless.
+	HTTPPort int32 `json:"httpPort,omitempty"`
+	// HTTPSPort is the TCP port for HTTPS. Zero: 443 as root, 8443 rootless.
+	HTTPSPort int32 `json:"httpsPort,omitempty"`
 }
 
 // LabNode is one node of a lab.
@@ -172,6 +197,28 @@ type Network struct {
 	// Upstreams are the DNS servers for names outside the cluster. Empty:
 	// the servers of the host's /etc/resolv.conf.
 	Upstreams []netip.AddrPort
+	// IngressHTTPPort and IngressHTTPSPort are the Ingress controllers'
+	// ports as the Lab sets them; zero means the default for the lab's mode.
+	// IngressPorts resolves them.
+	IngressHTTPPort, IngressHTTPSPort uint16
+}
+
+// IngressPorts returns the TCP ports the nodes' Ingress controllers listen
+// on for HTTP and HTTPS: those the Lab sets, and for those it leaves unset,
+// 80 and 443 when the lab runs as root or 8080 and 8443 when it runs
+// rootless.
+func (n Network) IngressPorts(rootless bool) (http, https uint16) {
+	http, https = DefaultIngressHTTPPort, DefaultIngressHTTPSPort
+	if rootless {
+		http, https = DefaultRootlessIngressHTTPPort, DefaultRootlessIngressHTTPSPort
+	}
+	if n.IngressHTTPPort != 0 {
+		http = n.IngressHTTPPort
+	}
+	if n.IngressHTTPSPort != 0 {
+		https = n.IngressHTTPSPort
+	}
+	return http, https
 }
 
 // Network returns the lab's network, with defaults applied. It fails if the
@@ -189,6 +236,9 @@ func (l *Lab) Network() (Network, error) {
 		DNSIP:       netip.MustParseAddr(spec.DNSIP),
 		Domain:      spec.ClusterDomain,
 		MTU:         spec.MTU,
+		// Validation has checked that both are ports.
+		IngressHTTPPort:  uint16(spec.Ingress.HTTPPort),
+		IngressHTTPSPort: uint16(spec.Ingress.HTTPSPort),
 	}
 	for _, u := range spec.DNS.Upstreams {
 		n.Upstreams = append(n.Upstreams, netip.MustParseAddrPort(u))
@@ -424,6 +474,8 @@ func validateLabSpec(spec *LabSpec, path *field.Path) field.ErrorList {
 		}
 	}
 
+	errs = append(errs, validateLabIngress(spec.Ingress, path.Child("ingress"))...)
+
 	nodesPath := path.Child("nodes")
 	if len(spec.Nodes) == 0 {
 		errs = append(errs, field.Required(nodesPath, "a lab needs at least one node"))
@@ -466,10 +518,56 @@ func validateLabSpec(spec *LabSpec, path *field.Path) field.ErrorList {
 	return errs
 }
 
+// validateLabIngress checks the Ingress ports of a LabSpec: each unset or a
+// port outside the NodePort range, and the two different in both modes (a
+// port set on one must not be the other's default as root or rootless).
+func validateLabIngress(in LabIngress, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	ports := []struct {
+		name                   string
+		port                   int32
+		rootDefault, rlDefault int32
+	}{
+		{"httpPort", in.HTTPPort, DefaultIngressHTTPPort, DefaultRootlessIngressHTTPPort},
+		{"httpsPort", in.HTTPSPort, DefaultIngressHTTPSPort, DefaultRootlessIngressHTTPSPort},
+	}
+	valid := true
+	for _, p := range ports {
+		fp := path.Child(p.name)
+		switch {
+		case p.port == 0:
+		case p.port < 0 || p.port > 65535:
+			errs = append(errs, field.Invalid(fp, p.port, validation.InclusiveRangeError(1, 65535)))
+			valid = false
+		case p.port >= NodePortMin && p.port <= NodePortMax:
+			errs = append(errs, field.Invalid(fp, p.port,
+				fmt.Sprintf("must be outside the NodePort range %d-%d, which the lab hands out to Services on the same addresses", NodePortMin, NodePortMax)))
+			valid = false
+		}
+	}
+	if !valid {
+		return errs
+	}
+	for i, p := range ports {
+		other := ports[1-i]
+		switch {
+		case p.port == 0:
+		case other.port != 0:
+			if i == 1 && p.port == other.port {
+				errs = append(errs, field.Invalid(path.Child(p.name), p.port, "must differ from "+path.Child(other.name).String()))
+			}
+		case p.port == other.rootDefault || p.port == other.rlDefault:
+			errs = append(errs, field.Invalid(path.Child(p.name), p.port,
+				fmt.Sprintf("is the default %s (%d as root, %d rootless): set %s too", other.name, other.rootDefault, other.rlDefault, path.Child(other.name))))
+		}
+	}
+	return errs
+}
+
 // ValidateLabChange checks that a running lab, described by old, can take
 // the spec of new: the network (clusterCIDR, serviceCIDR, clusterDomain,
-// dnsIP, mtu) and the address of a node that stays cannot change while the
-// lab runs. Nodes may be added and removed, and the DNS upstreams may change.
+// dnsIP, mtu), the Ingress ports and the address of a node that stays cannot
+// change while the lab runs. Nodes may be added and removed, and the DNS upstreams may change.
 // Unset fields compare as their defaults. It does not check new by itself:
 // call Validate for that.
 func ValidateLabChange(old, new *Lab) field.ErrorList {
@@ -489,6 +587,8 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		{"clusterDomain", o.ClusterDomain, n.ClusterDomain, func(a, b string) bool { return a == b }},
 		{"dnsIP", o.DNSIP, n.DNSIP, sameAddr},
 		{"mtu", fmt.Sprint(o.MTU), fmt.Sprint(n.MTU), func(a, b string) bool { return a == b }},
+		{"ingress.httpPort", ingressPortString(o.Ingress.HTTPPort), ingressPortString(n.Ingress.HTTPPort), func(a, b string) bool { return a == b }},
+		{"ingress.httpsPort", ingressPortString(o.Ingress.HTTPSPort), ingressPortString(n.Ingress.HTTPSPort), func(a, b string) bool { return a == b }},
 	} {
 		if !f.same(f.old, f.new) {
 			errs = append(errs, field.Forbidden(spec.Child(f.name),
@@ -507,6 +607,14 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// ingressPortString returns an Ingress port of a LabSpec as an error names it.
+func ingressPortString(p int32) string {
+	if p == 0 {
+		return "the default"
+	}
+	return fmt.Sprint(p)
 }
 
 func orDefault(addr string) string {

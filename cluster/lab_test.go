@@ -175,6 +175,10 @@ func TestValidateLabChange(t *testing.T) {
 			"spec.dnsIP: Forbidden: cannot change from 10.96.0.10 to 10.2.0.10",
 			"spec.mtu: Forbidden: cannot change from 1420 to 9000",
 		}},
+		{name: "Ingress ports changed", change: func(s *LabSpec) { s.Ingress = LabIngress{HTTPPort: 8000, HTTPSPort: 443} }, want: []string{
+			"spec.ingress.httpPort: Forbidden: cannot change from the default to 8000 while the lab runs",
+			"spec.ingress.httpsPort: Forbidden: cannot change from the default to 443 while the lab runs",
+		}},
 		{name: "dns IP changed", change: func(s *LabSpec) { s.DNSIP = "10.96.0.53" }, want: []string{
 			"spec.dnsIP: Forbidden: cannot change from 10.96.0.10 to 10.96.0.53 while the lab runs",
 		}},
@@ -264,4 +268,73 @@ func TestDefaultMTUFollowsUnderlay(t *testing.T) {
 			t.Errorf("nodes %v: default MTU %d, want %d", tc.nodes, n.MTU, tc.want)
 		}
 	}
+}
+
+func TestLabIngressPorts(t *testing.T) {
+	tests := []struct {
+		name           string
+		in             LabIngress
+		root, rootless [2]uint16
+		wantErrs       []string
+	}{
+		{name: "defaults", root: [2]uint16{80, 443}, rootless: [2]uint16{8080, 8443}},
+		{name: "both set", in: LabIngress{HTTPPort: 8000, HTTPSPort: 9000}, root: [2]uint16{8000, 9000}, rootless: [2]uint16{8000, 9000}},
+		{name: "http set", in: LabIngress{HTTPPort: 81}, root: [2]uint16{81, 443}, rootless: [2]uint16{81, 8443}},
+		{name: "https set", in: LabIngress{HTTPSPort: 4443}, root: [2]uint16{80, 4443}, rootless: [2]uint16{8080, 4443}},
+		{name: "swapped defaults spelled out", in: LabIngress{HTTPPort: 443, HTTPSPort: 80}, root: [2]uint16{443, 80}, rootless: [2]uint16{443, 80}},
+		{name: "out of range", in: LabIngress{HTTPPort: -1, HTTPSPort: 65536}, wantErrs: []string{
+			"spec.ingress.httpPort: Invalid value: -1: must be between 1 and 65535, inclusive",
+			"spec.ingress.httpsPort: Invalid value: 65536: must be between 1 and 65535, inclusive"}},
+		{name: "NodePort range", in: LabIngress{HTTPPort: 30080}, wantErrs: []string{
+			"spec.ingress.httpPort: Invalid value: 30080: must be outside the NodePort range 30000-32767"}},
+		{name: "the same port", in: LabIngress{HTTPPort: 8000, HTTPSPort: 8000}, wantErrs: []string{
+			"spec.ingress.httpsPort: Invalid value: 8000: must differ from spec.ingress.httpPort"}},
+		{name: "http on the rootless https default", in: LabIngress{HTTPPort: 8443}, wantErrs: []string{
+			"spec.ingress.httpPort: Invalid value: 8443: is the default httpsPort (443 as root, 8443 rootless): set spec.ingress.httpsPort too"}},
+		{name: "https on the root http default", in: LabIngress{HTTPSPort: 80}, wantErrs: []string{
+			"spec.ingress.httpsPort: Invalid value: 80: is the default httpPort (80 as root, 8080 rootless): set spec.ingress.httpPort too"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLab(LabSpec{Ingress: tt.in, Nodes: []LabNode{{Name: "a"}}})
+			errs := Validate(l)
+			if len(errs) != len(tt.wantErrs) {
+				t.Fatalf("Validate: %d errors, want %d: %v", len(errs), len(tt.wantErrs), errs.ToAggregate())
+			}
+			for i, e := range errs {
+				if !strings.Contains(e.Error(), tt.wantErrs[i]) {
+					t.Errorf("error %d = %q, want it to contain %q", i, e.Error(), tt.wantErrs[i])
+				}
+			}
+			if len(errs) > 0 {
+				if _, err := l.Network(); err == nil {
+					t.Error("Network() of an invalid spec succeeded")
+				}
+				return
+			}
+			n, err := l.Network()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []struct {
+				rootless bool
+				want     [2]uint16
+			}{{false, tt.root}, {true, tt.rootless}} {
+				if h, s := n.IngressPorts(m.rootless); h != m.want[0] || s != m.want[1] {
+					t.Errorf("IngressPorts(rootless=%v) = %d, %d, want %v", m.rootless, h, s, m.want)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeLabIngress(t *testing.T) {
+	docs := checkDecode(t, "apiVersion: podnet.dev/v1alpha1\nkind: Lab\nmetadata: {name: l}\nspec:\n  ingress: {httpPort: 8000, httpsPort: 8001}\n  nodes: [{name: a}]\n", 1, nil)
+	if in := docs[0].Object.(*Lab).Spec.Ingress; in.HTTPPort != 8000 || in.HTTPSPort != 8001 {
+		t.Errorf("spec.ingress = %+v", in)
+	}
+	checkDecode(t, "apiVersion: podnet.dev/v1alpha1\nkind: Lab\nmetadata: {name: l}\nspec:\n  ingress: {httpPort: \"80\", https: 443}\n  nodes: [{name: a}]\n", 0, []string{
+		`lab.yaml: document 1 (line 1): lab/l: spec.ingress.httpPort: Invalid value: "80": must be an integer: remove the quotes`,
+		`lab.yaml: document 1 (line 1): lab/l: unknown field "spec.ingress.https"`,
+	})
 }

@@ -194,6 +194,12 @@ func (l *objectList) UnmarshalJSON(b []byte) error {
 			obj = &discoveryv1.EndpointSlice{}
 		case cluster.KindNetworkPolicy:
 			obj = &networkingv1.NetworkPolicy{}
+		case cluster.KindIngress:
+			obj = &networkingv1.Ingress{}
+		case cluster.KindIngressClass:
+			obj = &networkingv1.IngressClass{}
+		case cluster.KindSecret:
+			obj = &corev1.Secret{}
 		default:
 			return fmt.Errorf("objects of kind %s cannot be read", raw.Kind)
 		}
@@ -223,6 +229,12 @@ func setTypeMeta(obj runtime.Object) {
 		o.APIVersion, o.Kind = "discovery.k8s.io/v1", "EndpointSlice"
 	case *networkingv1.NetworkPolicy:
 		o.APIVersion, o.Kind = "networking.k8s.io/v1", "NetworkPolicy"
+	case *networkingv1.Ingress:
+		o.APIVersion, o.Kind = "networking.k8s.io/v1", "Ingress"
+	case *networkingv1.IngressClass:
+		o.APIVersion, o.Kind = "networking.k8s.io/v1", "IngressClass"
+	case *corev1.Secret:
+		o.APIVersion, o.Kind = "v1", "Secret"
 	}
 }
 

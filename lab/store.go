@@ -32,8 +32,9 @@ import (
 
 // Store is the lab's desired state: the objects of the lab and the controllers that derive objects
 // from others (Nodes from the Lab, Pods from Deployments, a node for every unscheduled Pod,
-// EndpointSlices from Services and pods), and the NetworkPolicies the node agents enforce. Every change is all-or-nothing and wakes the
-// subscribers.
+// EndpointSlices from Services and pods, Ingress status from the nodes), and the NetworkPolicies,
+// Ingresses, IngressClasses and Secrets the node agents use. Every change is all-or-nothing and
+// wakes the subscribers.
 //
 // What a user changes (Apply, Delete) is persisted before it is visible: those calls return once
 // the state file holds it. What the node agents report (pod status, node annotations) is
@@ -82,6 +83,13 @@ type state struct {
 	// NetworkPolicies holds the policies as the user applied them, defaulted; a state written
 	// before NetworkPolicies existed has none.
 	NetworkPolicies map[string]*networkingv1.NetworkPolicy `json:"networkPolicies"`
+	// Ingresses holds the Ingresses as applied (defaulted, the class given at creation) with the
+	// status the lab gives them; IngressClasses, by name, the lab's own class and the users';
+	// Secrets, the Secrets with stringData merged into data. A state written before they existed
+	// has none.
+	Ingresses      map[string]*networkingv1.Ingress      `json:"ingresses"`
+	IngressClasses map[string]*networkingv1.IngressClass `json:"ingressClasses"`
+	Secrets        map[string]*corev1.Secret             `json:"secrets"`
 	// LastClusterIP and LastNodePort are the cluster IP and NodePort handed out last: the search
 	// for a free one starts after them (see services.go).
 	LastClusterIP string `json:"lastClusterIP,omitempty"`
@@ -115,12 +123,15 @@ type derived struct {
 	lists objectLists
 }
 
-// objectLists are a state's pods, namespaces and NetworkPolicies, sorted by key; a nil list is
-// not built.
+// objectLists are a state's pods, namespaces, NetworkPolicies, Ingresses, IngressClasses and
+// Secrets, sorted by key; a nil list is not built.
 type objectLists struct {
-	pods       []*corev1.Pod
-	namespaces []*corev1.Namespace
-	policies   []*networkingv1.NetworkPolicy
+	pods           []*corev1.Pod
+	namespaces     []*corev1.Namespace
+	policies       []*networkingv1.NetworkPolicy
+	ingresses      []*networkingv1.Ingress
+	ingressClasses []*networkingv1.IngressClass
+	secrets        []*corev1.Secret
 }
 
 func newState(labNumber int) *state {
@@ -134,6 +145,9 @@ func newState(labNumber int) *state {
 		EndpointSlices: map[string]*discoveryv1.EndpointSlice{},
 
 		NetworkPolicies: map[string]*networkingv1.NetworkPolicy{},
+		Ingresses:       map[string]*networkingv1.Ingress{},
+		IngressClasses:  map[string]*networkingv1.IngressClass{},
+		Secrets:         map[string]*corev1.Secret{},
 	}
 }
 
@@ -147,6 +161,9 @@ func (s *state) clone() *state {
 	c.Services = cloneMap(s.Services)
 	c.EndpointSlices = cloneMap(s.EndpointSlices)
 	c.NetworkPolicies = cloneMap(s.NetworkPolicies)
+	c.Ingresses = cloneMap(s.Ingresses)
+	c.IngressClasses = cloneMap(s.IngressClasses)
+	c.Secrets = cloneMap(s.Secrets)
 	c.reconciled = false
 	c.lists = objectLists{}
 	return &c
@@ -189,6 +206,20 @@ func OpenStore(path string, labNumber int) (*Store, error) {
 	}
 	if st.NetworkPolicies == nil {
 		st.NetworkPolicies = map[string]*networkingv1.NetworkPolicy{}
+	}
+	if st.Ingresses == nil {
+		st.Ingresses = map[string]*networkingv1.Ingress{}
+	}
+	if st.IngressClasses == nil {
+		st.IngressClasses = map[string]*networkingv1.IngressClass{}
+	}
+	if st.Secrets == nil {
+		st.Secrets = map[string]*corev1.Secret{}
+	}
+	if st.Lab != nil {
+		// A lab made before IngressClasses existed gets its own now; it is persisted with the
+		// next change.
+		ensurePodnetIngressClass(st, metav1.NewTime(s.now()))
 	}
 	s.state = st
 	s.resyncAll = true
@@ -367,6 +398,33 @@ func (s *Store) Get(kind cluster.Kind, ns, name string) ([]runtime.Object, error
 			add(o.Namespace, o.Name, o)
 		}
 		return out, nil // sorted
+	case cluster.KindIngress:
+		if ns != "" && name != "" {
+			if o := st.Ingresses[key(ns, name)]; o != nil {
+				out = append(out, o)
+			}
+			return out, nil
+		}
+		for _, o := range st.ingresses() {
+			add(o.Namespace, o.Name, o)
+		}
+		return out, nil // sorted
+	case cluster.KindIngressClass:
+		for _, o := range st.ingressClasses() {
+			add("", o.Name, o)
+		}
+		return out, nil // sorted
+	case cluster.KindSecret:
+		if ns != "" && name != "" {
+			if o := st.Secrets[key(ns, name)]; o != nil {
+				out = append(out, o)
+			}
+			return out, nil
+		}
+		for _, o := range st.secrets() {
+			add(o.Namespace, o.Name, o)
+		}
+		return out, nil // sorted
 	default:
 		return nil, nil // kinds that later issues bring: none exist yet
 	}
@@ -393,6 +451,7 @@ func (s *Store) Apply(docs []cluster.Document) ([]string, error) {
 		problems = append(problems, problemf(d, format, a...))
 	}
 	var applied []*serviceApply
+	var createdIngresses []createdIngress
 	for _, d := range docs {
 		name := cluster.ObjectName(d.Object)
 		switch o := d.Object.(type) {
@@ -513,6 +572,29 @@ func (s *Store) Apply(docs []cluster.Document) ([]string, error) {
 			n, verb := applyNetworkPolicy(o, next.NetworkPolicies[k], now)
 			results = append(results, name+" "+verb)
 			next.NetworkPolicies[k] = n
+		case *networkingv1.Ingress:
+			k := key(o.Namespace, o.Name)
+			n, verb := applyIngress(o, next.Ingresses[k], now)
+			results = append(results, name+" "+verb)
+			next.Ingresses[k] = n
+			if verb == "created" {
+				createdIngresses = append(createdIngresses, createdIngress{doc: d, key: k})
+			}
+		case *networkingv1.IngressClass:
+			n, verb, errs := applyIngressClass(o, next.IngressClasses[o.Name], now)
+			for _, e := range errs {
+				bad(d, "%s", e)
+			}
+			results = append(results, name+" "+verb)
+			next.IngressClasses[o.Name] = n
+		case *corev1.Secret:
+			k := key(o.Namespace, o.Name)
+			n, verb, errs := applySecret(o, next.Secrets[k], now)
+			for _, e := range errs {
+				bad(d, "%s", e)
+			}
+			results = append(results, name+" "+verb)
+			next.Secrets[k] = n
 		default:
 			bad(d, "kind %T cannot be applied to a lab", d.Object)
 		}
@@ -532,6 +614,8 @@ func (s *Store) Apply(docs []cluster.Document) ([]string, error) {
 			Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
 		}
 	}
+	ensurePodnetIngressClass(next, now)
+	problems = append(problems, admitIngresses(next, createdIngresses)...)
 	for _, d := range docs {
 		m, ok := d.Object.(metav1.Object)
 		if !ok || m.GetNamespace() == "" {
@@ -586,7 +670,8 @@ func sameObjects(a, b *state) bool {
 	return a.Lab == b.Lab && a.LabNumber == b.LabNumber && a.LastClusterIP == b.LastClusterIP && a.LastNodePort == b.LastNodePort &&
 		sameValues(a.Namespaces, b.Namespaces) && sameValues(a.Pods, b.Pods) && sameValues(a.Deployments, b.Deployments) &&
 		sameValues(a.Nodes, b.Nodes) && sameValues(a.Services, b.Services) && sameValues(a.EndpointSlices, b.EndpointSlices) &&
-		sameValues(a.NetworkPolicies, b.NetworkPolicies)
+		sameValues(a.NetworkPolicies, b.NetworkPolicies) && sameValues(a.Ingresses, b.Ingresses) &&
+		sameValues(a.IngressClasses, b.IngressClasses) && sameValues(a.Secrets, b.Secrets)
 }
 
 // sameValues reports whether two maps of objects hold the same objects (pointers).
@@ -644,6 +729,18 @@ func (s *Store) Delete(refs []ObjectRef) ([]string, error) {
 		case cluster.KindNetworkPolicy:
 			_, found = next.NetworkPolicies[k]
 			delete(next.NetworkPolicies, k)
+		case cluster.KindIngress:
+			_, found = next.Ingresses[k]
+			delete(next.Ingresses, k)
+		case cluster.KindIngressClass:
+			if r.Name == cluster.IngressClassName {
+				return nil, fmt.Errorf(`ingressclasses %q is forbidden: the lab's own IngressClass may not be deleted`, r.Name)
+			}
+			_, found = next.IngressClasses[r.Name]
+			delete(next.IngressClasses, r.Name)
+		case cluster.KindSecret:
+			_, found = next.Secrets[k]
+			delete(next.Secrets, k)
 		case cluster.KindNamespace:
 			if r.Name == "default" {
 				return nil, errors.New(`namespaces "default" is forbidden: this namespace may not be deleted`)
@@ -674,6 +771,16 @@ func (s *Store) Delete(refs []ObjectRef) ([]string, error) {
 			for pk, np := range next.NetworkPolicies {
 				if np.Namespace == r.Name {
 					delete(next.NetworkPolicies, pk)
+				}
+			}
+			for ik, ing := range next.Ingresses {
+				if ing.Namespace == r.Name {
+					delete(next.Ingresses, ik)
+				}
+			}
+			for sk, sec := range next.Secrets {
+				if sec.Namespace == r.Name {
+					delete(next.Secrets, sk)
 				}
 			}
 		case cluster.KindNode, cluster.KindLab:
@@ -763,6 +870,7 @@ func (s *Store) commitLaterLocked(next *state) {
 
 func (s *Store) publishLocked(next *state) {
 	next.carryLists(s.state)
+	next.carryIngressLists(s.state)
 	s.state = next
 	s.version++
 	if next.reconciled {
@@ -886,6 +994,9 @@ func (e *stateEncoder) encode(w io.Writer, st *state) error {
 		{"services", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.Services) }},
 		{"endpointSlices", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.EndpointSlices) }},
 		{"networkPolicies", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.NetworkPolicies) }},
+		{"ingresses", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.Ingresses) }},
+		{"ingressClasses", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.IngressClasses) }},
+		{"secrets", func(b []byte) ([]byte, error) { return encodeObjects(e, w, b, st.Secrets) }},
 	} {
 		b = append(b, `,"`...)
 		b = append(b, m.name...)
@@ -1001,7 +1112,8 @@ func appendJSONString(buf []byte, s string) []byte {
 
 // reconcileLocked runs the lab's controllers over next, the version that follows s.state: Nodes
 // follow the Lab, Deployments own their replicas, every pod gets a node, LoadBalancer Services
-// get the nodes' addresses and Services with a selector get EndpointSlices.
+// and the Ingresses podnet serves get the nodes' addresses and Services with a selector get
+// EndpointSlices.
 func (s *Store) reconcileLocked(next *state) error {
 	if err := s.syncNodes(next); err != nil {
 		return err
@@ -1009,6 +1121,7 @@ func (s *Store) reconcileLocked(next *state) error {
 	s.syncDeployments(next)
 	s.schedule(next)
 	s.syncServices(s.state, next, s.resyncAll)
+	syncIngressStatus(s.state, next, s.resyncAll)
 	return nil
 }
 

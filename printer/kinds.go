@@ -41,6 +41,10 @@ func row(obj runtime.Object, now time.Time, wide bool) (*kindTable, []string, er
 		return &networkPolicyTable, []string{o.Name, metav1.FormatLabelSelector(&o.Spec.PodSelector), age(o.CreationTimestamp, now)}, nil
 	case *networkingv1.Ingress:
 		return &ingressTable, ingressRow(o, now, wide), nil
+	case *networkingv1.IngressClass:
+		return &ingressClassTable, []string{o.Name, o.Spec.Controller, ingressClassParameters(o.Spec.Parameters), age(o.CreationTimestamp, now)}, nil
+	case *corev1.Secret:
+		return &secretTable, []string{o.Name, string(o.Type), strconv.Itoa(len(o.Data)), age(o.CreationTimestamp, now)}, nil
 	default:
 		return nil, nil, fmt.Errorf("print table: no table columns for objects of type %T", obj)
 	}
@@ -435,6 +439,34 @@ func ingressHosts(rules []networkingv1.IngressRule) string {
 		return fmt.Sprintf("%s + %d more...", ret, len(rules)-maxListed)
 	}
 	return ret
+}
+
+// IngressClasses.
+
+var ingressClassTable = kindTable{
+	columns: []column{{header: "NAME"}, {header: "CONTROLLER"}, {header: "PARAMETERS"}, {header: "AGE"}},
+}
+
+// ingressClassParameters formats the PARAMETERS column as kubectl does:
+// KIND[.APIGROUP]/NAME, or "<none>".
+func ingressClassParameters(p *networkingv1.IngressClassParametersReference) string {
+	if p == nil {
+		return none
+	}
+	s := p.Kind
+	if p.APIGroup != nil {
+		s += "." + *p.APIGroup
+	}
+	return s + "/" + p.Name
+}
+
+// Secrets.
+
+// secretTable is kubectl's: DATA counts the keys of data (a stored Secret has
+// no stringData).
+var secretTable = kindTable{
+	namespaced: true,
+	columns:    []column{{header: "NAME"}, {header: "TYPE"}, {header: "DATA"}, {header: "AGE"}},
 }
 
 // Helpers.

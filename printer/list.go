@@ -113,6 +113,10 @@ func kindOf(obj runtime.Object) (schema.GroupVersionKind, bool) {
 		gv, kind = networkingv1.SchemeGroupVersion, "NetworkPolicy"
 	case *networkingv1.Ingress:
 		gv, kind = networkingv1.SchemeGroupVersion, "Ingress"
+	case *networkingv1.IngressClass:
+		gv, kind = networkingv1.SchemeGroupVersion, "IngressClass"
+	case *corev1.Secret:
+		gv, kind = corev1.SchemeGroupVersion, "Secret"
 	default:
 		return schema.GroupVersionKind{}, false
 	}

@@ -32,6 +32,8 @@ func allKinds() []runtime.Object {
 		deployment("default", "web", 3, 2, time.Hour),
 		&networkingv1.NetworkPolicy{ObjectMeta: meta("default", "deny", time.Hour)},
 		&networkingv1.Ingress{ObjectMeta: meta("default", "web", time.Hour), Spec: networkingv1.IngressSpec{IngressClassName: ptr("podnet")}},
+		&networkingv1.IngressClass{ObjectMeta: meta("", "podnet", time.Hour), Spec: networkingv1.IngressClassSpec{Controller: "podnet.dev/ingress-controller"}},
+		&corev1.Secret{ObjectMeta: meta("default", "tls", time.Hour), Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("cert"), "tls.key": {0, 0xff}}},
 	}
 	objs = append(objs, services()...)
 	return append(objs, endpointSlices()...)
@@ -79,6 +81,10 @@ func decodeItem(t *testing.T, raw []byte, want runtime.Object) runtime.Object {
 		*o = networkingv1.NetworkPolicy{}
 	case *networkingv1.Ingress:
 		*o = networkingv1.Ingress{}
+	case *networkingv1.IngressClass:
+		*o = networkingv1.IngressClass{}
+	case *corev1.Secret:
+		*o = corev1.Secret{}
 	}
 	if err := json.Unmarshal(raw, got); err != nil {
 		t.Fatalf("decode %T: %v", want, err)
@@ -291,5 +297,27 @@ func TestListErrors(t *testing.T) {
 	}
 	if err := List(failingWriter{}, nil, "json"); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("List error = %v, want the writer's error", err)
+	}
+}
+
+func TestSecretDataIsBase64(t *testing.T) {
+	s := &corev1.Secret{ObjectMeta: meta("default", "tls", time.Hour), Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": []byte("cert"), "tls.key": []byte("key")}}
+	for format, want := range map[string][]string{
+		"json": {`"apiVersion": "v1"`, `"kind": "Secret"`, `"tls.crt": "Y2VydA=="`, `"tls.key": "a2V5"`, `"type": "kubernetes.io/tls"`},
+		"yaml": {"apiVersion: v1\n", "kind: Secret\n", "data:\n  tls.crt: Y2VydA==\n  tls.key: a2V5\n", "type: kubernetes.io/tls\n"},
+	} {
+		var b bytes.Buffer
+		if err := Object(&b, s, format); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("-o %s:\n%s\nwant it to contain %q", format, b.String(), w)
+			}
+		}
+		if strings.Contains(b.String(), "stringData") {
+			t.Errorf("-o %s shows stringData:\n%s", format, b.String())
+		}
 	}
 }

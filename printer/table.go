@@ -72,8 +72,9 @@ type kindTable struct {
 // Table prints objs, which must all be of one kind and already sorted by the
 // caller, as kubectl's default table. Supported kinds are *corev1.Pod,
 // *corev1.Node, *corev1.Namespace, *corev1.Service, *appsv1.Deployment,
-// *discoveryv1.EndpointSlice, *networkingv1.NetworkPolicy and
-// *networkingv1.Ingress; any other type is an error naming it.
+// *discoveryv1.EndpointSlice, *networkingv1.NetworkPolicy,
+// *networkingv1.Ingress, *networkingv1.IngressClass and *corev1.Secret; any
+// other type is an error naming it.
 //
 // Like kubectl, Table prints nothing at all for an empty list (not even the
 // header): the caller prints the NoResources message.

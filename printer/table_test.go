@@ -70,6 +70,23 @@ func TestTable(t *testing.T) {
 		},
 		&networkingv1.Ingress{ObjectMeta: meta("default", "catch-all", time.Hour)},
 	}
+	ingressClasses := []runtime.Object{
+		&networkingv1.IngressClass{ObjectMeta: meta("", "external-lb", 2*time.Hour), Spec: networkingv1.IngressClassSpec{
+			Controller: "example.com/ingress-controller",
+			Parameters: &networkingv1.IngressClassParametersReference{APIGroup: ptr("k8s.example.com"), Kind: "IngressParameters", Name: "external-lb"},
+		}},
+		&networkingv1.IngressClass{ObjectMeta: meta("", "local", 2*time.Hour), Spec: networkingv1.IngressClassSpec{
+			Controller: "example.com/other",
+			Parameters: &networkingv1.IngressClassParametersReference{Kind: "ConfigMap", Name: "p", Scope: ptr("Namespace"), Namespace: ptr("dev")},
+		}},
+		&networkingv1.IngressClass{ObjectMeta: meta("", "podnet", time.Hour), Spec: networkingv1.IngressClassSpec{Controller: "podnet.dev/ingress-controller"}},
+	}
+	secrets := []runtime.Object{
+		&corev1.Secret{ObjectMeta: meta("default", "empty", time.Hour), Type: corev1.SecretTypeOpaque},
+		&corev1.Secret{ObjectMeta: meta("default", "web-tls", time.Hour), Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": []byte("c"), "tls.key": []byte("k")}},
+		&corev1.Secret{ObjectMeta: meta("dev", "untyped", time.Minute), Data: map[string][]byte{"a": nil}},
+	}
 
 	tests := []struct {
 		name string
@@ -255,6 +272,28 @@ catch-all   <none>   *                                                          
 			want: golden(`
 NAME   CLASS    HOSTS                                       ADDRESS                      PORTS     AGE
 many   <none>   a.example,b.example,c.example + 2 more...   192.168.100.201,lb.example   80, 443   60m
+`),
+		},
+		{
+			name: "ingressclasses, all namespaces (they have none)",
+			objs: ingressClasses,
+			opts: Options{AllNamespaces: true},
+			want: golden(`
+NAME          CONTROLLER                       PARAMETERS                                      AGE
+external-lb   example.com/ingress-controller   IngressParameters.k8s.example.com/external-lb   120m
+local         example.com/other                ConfigMap/p                                     120m
+podnet        podnet.dev/ingress-controller    <none>                                          60m
+`),
+		},
+		{
+			name: "secrets",
+			objs: secrets,
+			opts: Options{AllNamespaces: true},
+			want: golden(`
+NAMESPACE   NAME      TYPE                DATA   AGE
+default     empty     Opaque              0      60m
+default     web-tls   kubernetes.io/tls   2      60m
+dev         untyped                       1      60s
 `),
 		},
 		{

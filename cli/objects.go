@@ -150,8 +150,8 @@ func newGetCommand(g *globals) *cobra.Command {
 		Use:   "get KIND [NAME] [-n NS | -A] [-o wide|yaml|json]",
 		Short: "Show objects as kubectl does",
 		Long: `Show objects of a lab as kubectl does. KIND is spelled as kubectl spells it: pods (pod, po),
-services (svc), endpointslices, networkpolicies (netpol), ingresses (ing), nodes (no),
-namespaces (ns), deployments (deploy).`,
+services (svc), endpointslices, networkpolicies (netpol), ingresses (ing), ingressclasses,
+secrets, nodes (no), namespaces (ns), deployments (deploy).`,
 		Args:              cobra.RangeArgs(1, 2),
 		ValidArgsFunction: completeKinds,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -202,7 +202,7 @@ func completeKinds(_ *cobra.Command, args []string, _ string) ([]string, cobra.S
 	if len(args) > 0 {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	kinds := []string{"pods", "services", "endpointslices", "networkpolicies", "ingresses", "nodes", "namespaces", "deployments"}
+	kinds := []string{"pods", "services", "endpointslices", "networkpolicies", "ingresses", "ingressclasses", "secrets", "nodes", "namespaces", "deployments"}
 	sort.Strings(kinds)
 	return kinds, cobra.ShellCompDirectiveNoFileComp
 }

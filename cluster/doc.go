@@ -34,7 +34,7 @@
 // Secrets are validated as the API server validates them, except that podnet
 // rejects resource backends, which its controller cannot serve; a TLS
 // Secret's certificate is not parsed (the Ingress controller reports a bad
-// one). [ServedByPodnet] says which Ingresses podnet's controller serves.
+// one). [ServedByPodnet] says which Ingresses are of podnet's class.
 //
 // Decode decodes the documents of a large stream in parallel, one goroutine
 // per CPU, and waits for them before it returns.

@@ -17,8 +17,7 @@ const (
 	// IngressClassName is the name of the IngressClass a lab creates for podnet's Ingress
 	// controller, and marks as the cluster's default class.
 	IngressClassName = "podnet"
-	// IngressController is the spec.controller of the IngressClasses podnet's Ingress controller
-	// serves: the lab's own (IngressClassName), and any a user makes with it.
+	// IngressController is the spec.controller of the lab's IngressClass.
 	IngressController = "podnet.dev/ingress-controller"
 	// AnnotationIngressClass is the annotation that named an Ingress's class before
 	// spec.ingressClassName existed; controllers still honour it.
@@ -60,31 +59,22 @@ func IngressClassOf(ing *networkingv1.Ingress) string {
 }
 
 // ServedByPodnet reports whether podnet's Ingress controller serves ing, given the cluster's
-// IngressClasses: it does when ing's class (IngressClassOf) is IngressClassName, or is the name
-// of one of classes whose spec.controller is IngressController; and when ing names no class and
-// the default class (the one of classes marked default, or IngressClassName if none is) is
-// podnet's. Both the lab's store (for status.loadBalancer) and the node agents use it, so that
-// they agree.
+// IngressClasses: whether ing is of class IngressClassName. As ingress-nginx decides it, the
+// legacy annotation kubernetes.io/ingress.class decides when it is present, then
+// spec.ingressClassName; an Ingress that names no class is podnet's when the IngressClass
+// IngressClassName is among classes and marked as the default class. Other classes are other
+// controllers', whatever their spec.controller. The lab's store uses it for
+// status.loadBalancer; the controller decides the same way.
 func ServedByPodnet(ing *networkingv1.Ingress, classes []*networkingv1.IngressClass) bool {
-	name := IngressClassOf(ing)
-	if name == IngressClassName {
-		return true
+	if v, ok := ing.Annotations[AnnotationIngressClass]; ok {
+		return v == IngressClassName
 	}
-	if name == "" {
-		var def *networkingv1.IngressClass
-		for _, c := range classes {
-			if IsDefaultIngressClass(c) {
-				if def != nil {
-					return false // ambiguous: the API server refuses to pick one
-				}
-				def = c
-			}
-		}
-		return def == nil || def.Name == IngressClassName || def.Spec.Controller == IngressController
+	if c := ing.Spec.IngressClassName; c != nil {
+		return *c == IngressClassName
 	}
 	for _, c := range classes {
-		if c.Name == name {
-			return c.Spec.Controller == IngressController
+		if c.Name == IngressClassName {
+			return IsDefaultIngressClass(c)
 		}
 	}
 	return false

@@ -216,13 +216,15 @@ func TestServedByPodnet(t *testing.T) {
 		{"class podnet", ing("podnet", ""), []*networkingv1.IngressClass{podnet, nginx}, true},
 		{"class podnet without the object (Kubernetes mode)", ing("podnet", ""), nil, true},
 		{"no class: podnet is the default", ing("", ""), []*networkingv1.IngressClass{podnet, nginx}, true},
-		{"no class, no default class", ing("", ""), []*networkingv1.IngressClass{nginx}, true},
+		{"no class: podnet and nginx are defaults", ing("", ""), []*networkingv1.IngressClass{podnet, nginxDefault}, true},
+		{"no class, no default class", ing("", ""), []*networkingv1.IngressClass{class("podnet", IngressController, false), nginx}, false},
+		{"no class, no class podnet", ing("", ""), []*networkingv1.IngressClass{nginx}, false},
 		{"no class: nginx is the default", ing("", ""), []*networkingv1.IngressClass{class("podnet", IngressController, false), nginxDefault}, false},
-		{"no class: two defaults", ing("", ""), []*networkingv1.IngressClass{podnet, nginxDefault}, false},
 		{"legacy annotation podnet", ing("", "podnet"), []*networkingv1.IngressClass{podnet}, true},
 		{"legacy annotation nginx", ing("", "nginx"), []*networkingv1.IngressClass{podnet, nginx}, false},
+		{"legacy annotation decides over the field", ing("podnet", "nginx"), []*networkingv1.IngressClass{podnet, nginx}, false},
 		{"class nginx", ing("nginx", ""), []*networkingv1.IngressClass{podnet, nginx}, false},
-		{"a user's class of podnet's controller", ing("mine", ""), []*networkingv1.IngressClass{podnet, mine}, true},
+		{"a user's class of podnet's controller is not podnet", ing("mine", ""), []*networkingv1.IngressClass{podnet, mine}, false},
 		{"a class that does not exist", ing("gone", ""), []*networkingv1.IngressClass{podnet}, false},
 	}
 	for _, tt := range tests {

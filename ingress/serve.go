@@ -122,13 +122,19 @@ func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	eps := t.be.eps
 	i := t.be.next()
 	req.URL.Host = eps[i%uint64(len(eps))]
+	canRetry := len(eps) > 1 && replayable(req)
+	if canRetry && req.Body != nil {
+		// The Transport closes the body when it fails, and ReverseProxy's
+		// body refuses reads once closed: keep it open for the retry.
+		req.Body = keepOpen{req.Body}
+	}
 	res, err := t.c.transport.RoundTrip(req)
 	var de *dialError
-	if err == nil || len(eps) < 2 || !errors.As(err, &de) || !replayable(req) || req.Context().Err() != nil {
+	if err == nil || !canRetry || !errors.As(err, &de) || req.Context().Err() != nil {
 		return res, err
 	}
 	// Nothing was sent: the Transport failed before it had a connection,
-	// so it has not read the body (ReverseProxy keeps it from closing it).
+	// so it has not read the body.
 	t.c.retries.Add(1)
 	retry := *req
 	u := *req.URL
@@ -136,6 +142,11 @@ func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	retry.URL = &u
 	return t.c.transport.RoundTrip(&retry)
 }
+
+// keepOpen is a request body whose Close is left to its owner.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
 
 // replayable reports whether a request may be sent a second time (RFC 9110
 // section 9.2.2): GET, HEAD, OPTIONS and TRACE, and PUT and DELETE, whose

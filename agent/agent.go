@@ -24,6 +24,7 @@ import (
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
 	"github.com/podnet/podnet/clusterdns"
+	"github.com/podnet/podnet/ingress"
 	"github.com/podnet/podnet/overlay"
 	"github.com/podnet/podnet/proxy"
 	"github.com/podnet/podnet/sandbox"
@@ -52,6 +53,8 @@ type Source interface {
 	NetworkPolicies() []*networkingv1.NetworkPolicy
 	Namespaces() []*corev1.Namespace
 	Pods() []*corev1.Pod
+	Ingresses() []*networkingv1.Ingress
+	Secrets() []*corev1.Secret
 	// Subscribe returns a channel that receives a value after every change of the state (sends
 	// are coalesced: one value may stand for several changes), and a function that ends the
 	// subscription.
@@ -69,6 +72,13 @@ type StatusWriter interface {
 type NodeWriter interface {
 	// UpdateNodeAnnotations sets annotations of the Node named node, keeping the others.
 	UpdateNodeAnnotations(node string, ann map[string]string) error
+}
+
+// IngressReporter receives the problems the node's Ingress controller found in Ingresses.
+type IngressReporter interface {
+	// ReportIngressProblems replaces what node reported before: the problems of every invalid
+	// Ingress rule it skipped (none: all are fine).
+	ReportIngressProblems(node string, problems []ingress.Problem)
 }
 
 // Options configures an Agent.
@@ -94,6 +104,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the agent's metrics. Nil means none are registered.
 	Registerer prometheus.Registerer
+	// IngressHTTPPort and IngressHTTPSPort are where the node's Ingress controller listens on
+	// NodeAddress; both zero means no Ingress controller. A port that cannot be opened (taken, or
+	// below 1024 for a rootless lab) is logged and left closed; the node runs on.
+	IngressHTTPPort, IngressHTTPSPort uint16
+	// Ingress, if set, is told the problems of invalid Ingresses (for `podnet get ingress`).
+	Ingress IngressReporter
 	// StopGrace bounds how long a container gets between SIGTERM and SIGKILL when the agent
 	// shuts down. Zero means 2 seconds. (A deleted pod gets its terminationGracePeriodSeconds.)
 	StopGrace time.Duration
@@ -119,6 +135,10 @@ type Agent struct {
 	// owned by the goroutine of Run.
 	dns      *clusterdns.Server
 	dnsState dnsState
+
+	// ingress is the node's Ingress controller (nil: none); ingressState is owned by Run.
+	ingress      *ingress.Controller
+	ingressState ingressState
 
 	// policyState is owned by the goroutine of Run; flows keeps the latest policy verdicts.
 	policyState policyState
@@ -221,6 +241,20 @@ func New(opts Options) (*Agent, error) {
 		Dialer:  st,
 		Logger:  opts.Logger.With("component", "nodeports"),
 	})
+	if opts.IngressHTTPPort != 0 || opts.IngressHTTPSPort != 0 {
+		ctrl, err := ingress.New(ingress.Options{
+			Address:   opts.NodeAddress,
+			HTTPPort:  opts.IngressHTTPPort,
+			HTTPSPort: opts.IngressHTTPSPort,
+			Dialer:    ingressDialer{st},
+			Logger:    opts.Logger.With("component", "ingress"),
+		})
+		if err != nil {
+			a.log.Error("no Ingress controller on this node", "err", err)
+		} else {
+			a.ingress = ctrl
+		}
+	}
 	a.metrics.register(a)
 	return a, nil
 }
@@ -259,6 +293,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.syncServices()
 	a.syncDNS()
 	a.syncPolicy()
+	a.syncIngress()
 	want := make(map[types.UID]*corev1.Pod)
 	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
 		if isTerminal(p) && !a.running(p.UID) {
@@ -307,6 +342,11 @@ func (a *Agent) shutdown() {
 	a.metrics.unregister()
 	if err := a.nodePorts.Close(); err != nil {
 		a.log.Warn("close NodePorts", "err", err)
+	}
+	if a.ingress != nil {
+		if err := a.ingress.Close(); err != nil {
+			a.log.Warn("close Ingress controller", "err", err)
+		}
 	}
 	if err := a.dns.Close(); err != nil {
 		a.log.Warn("close cluster DNS", "err", err)

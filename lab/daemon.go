@@ -35,6 +35,7 @@ import (
 
 	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
+	"github.com/podnet/podnet/ingress"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -189,18 +190,22 @@ func (d *daemon) syncAgents() {
 			continue
 		}
 		addr, _ := netip.ParseAddr(nodeAddress(n))
+		httpPort, httpsPort := netw.IngressPorts(Rootless())
 		a, err := agent.New(agent.Options{
-			NodeName:    n.Name,
-			NodeAddress: addr,
-			PodCIDR:     cidr,
-			Network:     netw,
-			Source:      d.store,
-			Status:      d.store,
-			Nodes:       d.store,
-			StateDir:    filepath.Join(d.opts.Dir, "nodes", n.Name),
-			Exe:         d.opts.Exe,
-			Logger:      d.log.With("node", n.Name),
-			Registerer:  prometheus.WrapRegistererWith(nil, d.reg),
+			IngressHTTPPort:  httpPort,
+			IngressHTTPSPort: httpsPort,
+			Ingress:          d,
+			NodeName:         n.Name,
+			NodeAddress:      addr,
+			PodCIDR:          cidr,
+			Network:          netw,
+			Source:           d.store,
+			Status:           d.store,
+			Nodes:            d.store,
+			StateDir:         filepath.Join(d.opts.Dir, "nodes", n.Name),
+			Exe:              d.opts.Exe,
+			Logger:           d.log.With("node", n.Name),
+			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
 		})
 		if err != nil {
 			d.log.Error("start node agent", "node", n.Name, "err", err)
@@ -444,4 +449,15 @@ func (d *daemon) handleRotateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"publicKey": pub.String()})
+}
+
+// ReportIngressProblems implements agent.IngressReporter: every node finds the same problems, so
+// the latest report stands for all.
+func (d *daemon) ReportIngressProblems(node string, problems []ingress.Problem) {
+	m := map[string][]string{}
+	for _, p := range problems {
+		k := p.Namespace + "/" + p.Name
+		m[k] = append(m[k], p.Field+": "+p.Message)
+	}
+	d.store.SetIngressProblems(m)
 }

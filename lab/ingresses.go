@@ -227,3 +227,38 @@ func (st *state) carryIngressLists(prev *state) {
 		st.lists.secrets = l
 	}
 }
+
+// AnnotationIngressProblems is where the lab reports, on an Ingress, the problems the node agents'
+// Ingress controllers found in it (one per line); it is removed when there are none.
+const AnnotationIngressProblems = "podnet.dev/problems"
+
+// SetIngressProblems records the problems of each Ingress (keyed "namespace/name") as its
+// AnnotationIngressProblems annotation, and clears it on the Ingresses not in problems. Only
+// Ingresses whose annotation changes are replaced.
+func (s *Store) SetIngressProblems(problems map[string][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var next *state
+	for k, ing := range s.state.Ingresses {
+		want := strings.Join(problems[k], "\n")
+		if ing.Annotations[AnnotationIngressProblems] == want {
+			continue
+		}
+		if next == nil {
+			next = s.state.clone()
+		}
+		n := ing.DeepCopy()
+		if want == "" {
+			delete(n.Annotations, AnnotationIngressProblems)
+		} else {
+			if n.Annotations == nil {
+				n.Annotations = map[string]string{}
+			}
+			n.Annotations[AnnotationIngressProblems] = want
+		}
+		next.Ingresses[k] = n
+	}
+	if next != nil {
+		s.commitLaterLocked(next)
+	}
+}

@@ -58,10 +58,12 @@
 // Requests to a backend take its ready endpoints in turn (round-robin). When
 // the connection to an endpoint cannot be made (refused, or no answer within
 // UpstreamDialTimeout), nothing was sent, and a GET, HEAD, OPTIONS, TRACE,
-// PUT or DELETE is tried once more on the next endpoint; a POST or PATCH is
-// not (RFC 9110 idempotent methods; ingress-nginx's proxy_next_upstream
-// keeps the same rule for non-idempotent ones). A request is never retried
-// once bytes reached a backend. Failures answer 502, or 504 on a timeout.
+// PUT or DELETE (RFC 9110's idempotent methods; a body is replayed intact,
+// as none of it was read) is tried once more on the next endpoint. A POST
+// or PATCH is not, although nothing was sent either: nginx would retry it
+// on a failed connect; this controller stays on the safe side. A request is
+// never retried once bytes reached a backend. Failures answer 502, or 504
+// on a timeout.
 //
 // The backend sees the client's Host unchanged and X-Forwarded-For (the
 // client's IP appended to what the client sent), X-Forwarded-Proto (http or

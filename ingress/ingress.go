@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -50,9 +51,9 @@ type Service struct {
 	Ports           []ServicePort
 }
 
-// Config is the desired state given to Update. The Controller keeps no
-// reference to the objects beyond the call except the Services' Endpoint
-// slices, which it shares: do not modify them after Update.
+// Config is the desired state given to Update. The Controller copies what
+// it routes on, and keeps the Secrets' data to compare with the next
+// Update's: do not modify objects once given (informer caches never do).
 type Config struct {
 	// Ingresses are all the cluster's Ingresses; the Controller serves
 	// those of class "podnet": the annotation kubernetes.io/ingress.class
@@ -105,8 +106,9 @@ type Options struct {
 	DefaultCertificate *tls.Certificate
 
 	// MaxHeaderBytes bounds a request's line and headers (HTTP/1) or its
-	// header list (HTTP/2); beyond it the answer is 431. If zero,
-	// DefaultMaxHeaderBytes.
+	// header list (HTTP/2); beyond it the answer is 431 (net/http allows
+	// 4 KiB of slack, a little more on a kept-alive connection). If zero or
+	// negative, DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// MaxBodyBytes bounds a request's body; beyond it the answer is 413
 	// (before the backend is asked when Content-Length says so, else as
@@ -293,7 +295,7 @@ func New(opts Options) (*Controller, error) {
 		}
 		srv := &http.Server{
 			Handler:           h,
-			MaxHeaderBytes:    orDefault(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
+			MaxHeaderBytes:    cmp.Or(max(opts.MaxHeaderBytes, 0), DefaultMaxHeaderBytes),
 			ReadHeaderTimeout: max(orDefault(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout), 0),
 			IdleTimeout:       max(orDefault(opts.IdleTimeout, DefaultIdleTimeout), 0),
 			BaseContext:       func(net.Listener) context.Context { return c.ctx },

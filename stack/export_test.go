@@ -22,8 +22,10 @@ var RewriteFlow = rewriteFlow
 
 // NATProbe drives translateOut and translateReply on a raw IPv4 packet, as
 // the readers do.
-func (s *Stack) NATOut(ip []byte, partial bool) bool { return s.translateOut(nil, ip, partial) == natDone }
-func (s *Stack) NATReply(ip []byte) bool             { return s.translateReply(ip, false) }
+func (s *Stack) NATOut(ip []byte, partial bool) bool {
+	return s.translateOut(nil, ip, partial) == natDone
+}
+func (s *Stack) NATReply(ip []byte) bool { return s.translateReply(ip, false) }
 
 // SweepConntrack runs the sweeper once at now.
 func (s *Stack) SweepConntrack(now time.Time) { s.ct.sweep(now) }

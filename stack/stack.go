@@ -155,7 +155,7 @@ type Stack struct {
 	ct        *conntrack
 	nat       bool
 	svcNets   []netip.Prefix
-	filter    atomic.Pointer[filterBox] // SetFilter; nil: no NetworkPolicy
+	filter    atomic.Pointer[filterBox]  // SetFilter; nil: no NetworkPolicy
 	local     atomic.Pointer[localTable] // SetLocalService; nil: none
 	fragID    atomic.Uint32              // IP IDs of WriteDatagram
 	sweepStop chan struct{}

@@ -57,11 +57,11 @@ func NewRootCommand(stdin *os.File, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "podnet",
 		Short: "The Kubernetes network model in userspace, and a local lab to run it",
 		Long: `podnet gives a set of nodes the Kubernetes network model in userspace: every pod its own IP
-on a flat network, routed by a node agent built on a gVisor netstack, with no iptables, nftables,
-IPVS, eBPF or kernel modules.
+on a flat network, Services, cluster DNS, NetworkPolicy and Ingress, all in a node agent built on
+a gVisor netstack, with no iptables, nftables, IPVS, eBPF or kernel modules.
 
-Start the built-in example lab with "podnet lab up", then look around with "podnet get pods -o wide"
-and "podnet exec client -- curl http://<pod IP>/".`,
+Start the built-in example lab with "podnet lab up", then look around with "podnet get pods -o wide",
+"podnet get svc" and "podnet exec client -- curl http://web/".`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -103,6 +103,11 @@
 // (Options.MaxHostConns) and of UDP flows (Options.MaxUDPFlows) is capped, and
 // UDP flows expire after Options.UDPIdleTimeout without traffic.
 //
+// gVisor's TCP acknowledges every segment at once; pure ACKs toward a pod are
+// held for up to 500 µs so that the next segment of their flow can carry them
+// (ack.go), which saves a TAP write per request on connections the netstack
+// terminates.
+//
 // The netstack runs with SACK, RACK, CUBIC, receive-buffer moderation and
 // send and receive buffers of up to 8 MiB.
 //

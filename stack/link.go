@@ -38,6 +38,8 @@ type podLink struct {
 	mu         sync.RWMutex
 	dispatcher netstack.NetworkDispatcher // guarded by mu
 	onClose    func()                     // guarded by mu
+
+	acks delayedAcks
 }
 
 var (
@@ -210,6 +212,7 @@ func (*podLink) ParseHeader(*netstack.PacketBuffer) bool { return true }
 
 // Close implements netstack.LinkEndpoint. The port is closed by the Stack.
 func (l *podLink) Close() {
+	l.acks.stop()
 	l.mu.Lock()
 	f := l.onClose
 	l.onClose = nil
@@ -237,6 +240,10 @@ func (l *podLink) WritePackets(pkts netstack.PacketBufferList) (int, tcpip.Error
 		size := l.encodeFrame(b, pkt)
 		if size == 0 {
 			l.ctr.fromStackErrors.Add(1)
+			continue
+		}
+		if l.acks.hold(l, b[:size]) {
+			n++ // sent later, or carried by the next segment of its flow
 			continue
 		}
 		if err := l.port.WriteFrame(b[:size]); err != nil {

@@ -532,7 +532,7 @@ func TestDialWithSource(t *testing.T) {
 	b := addNodePod(t, nodes[0], nodes[0].host(20), false)
 	r := addNodePod(t, nodes[1], nodes[1].host(30), false)
 	client := netip.MustParseAddr("192.0.2.44")
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		name string
 		dst  *podAt
 		src  netip.Addr
@@ -542,14 +542,15 @@ func TestDialWithSource(t *testing.T) {
 		{"local pod, from the gateway", &podAt{b.IP, b.ListenTCP}, netip.Addr{}, nodes[0].gw},
 		{"remote pod, always from the gateway", &podAt{r.IP, r.ListenTCP}, client, nodes[0].gw},
 	} {
+		port := uint16(8080 + i) // a port of its own: the last case's may still be closing
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := tc.dst.listen(8080)
+			ln, err := tc.dst.listen(port)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
 			done := sinkServer(t, ln)
-			c, err := nodes[0].DialTCP(timeout(t, 5*time.Second), tc.src, netip.AddrPortFrom(tc.dst.ip, 8080))
+			c, err := nodes[0].DialTCP(timeout(t, 5*time.Second), tc.src, netip.AddrPortFrom(tc.dst.ip, port))
 			if err != nil {
 				t.Fatal(err)
 			}

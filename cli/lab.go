@@ -68,6 +68,7 @@ pods and a client pod. A lab that was killed is cleaned up and resumed from its 
   podnet get pods -o wide%[1]s
   podnet exec%[1]s %[2]s -- curl -s http://%[3]s/clientip    # the server sees the caller's pod IP
   podnet exec%[1]s %[2]s -- ping -c 3 %[3]s
+  podnet get svc%[1]s                                         # Services; pods find them by name through the cluster DNS
   podnet lab status%[1]s
   podnet lab down%[1]s                                        # removes everything the lab created
 `, flag, client, server)

@@ -20,6 +20,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/podnet/podnet/stack"
+	"github.com/podnet/podnet/stack/stacktest"
 )
 
 // fakeBalancer maps Service addresses to backends, round robin.
@@ -81,6 +82,34 @@ func transfer(t *testing.T, c net.Conn, n int) (sum [32]byte, reply string) {
 	return sha256.Sum256(data), string(b)
 }
 
+// sendThrough has client send n bytes over TCP to dst, which leads to server's port 8080 (a
+// Service address, or the server itself), and checks that the server got them whole and saw
+// wantPeer as the client's address.
+func sendThrough(t *testing.T, client, server *stacktest.Pod, dst netip.AddrPort, n int, wantPeer netip.Addr) {
+	t.Helper()
+	ln, err := server.ListenTCP(8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := sinkServer(t, ln)
+	c, err := client.DialTCP(timeout(t, 10*time.Second), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.RemoteAddr().String(); got != dst.String() {
+		t.Errorf("client connected to %s, want %s", got, dst)
+	}
+	sum, reply := transfer(t, c, n)
+	if r := <-done; r != "ok" {
+		t.Fatal(r)
+	}
+	if want := fmt.Sprintf("%x %s", sum, wantPeer); reply != want {
+		t.Fatalf("backend saw %q, want %q (the data's hash, the client's address)", reply, want)
+	}
+}
+
 func TestServiceTCPSameNode(t *testing.T) {
 	vip := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.50"), 80)
 	for _, gso := range []bool{false, true} {
@@ -90,27 +119,7 @@ func TestServiceTCPSameNode(t *testing.T) {
 			a := addPod(t, s, podA, gso)
 			b := addPod(t, s, podB, gso)
 			lb.set(vip, netip.AddrPortFrom(podB, 8080))
-			ln, err := b.ListenTCP(8080)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			done := sinkServer(t, ln)
-			c, err := a.DialTCP(timeout(t, 10*time.Second), vip)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			if got := c.RemoteAddr().String(); got != vip.String() {
-				t.Errorf("client connected to %s, want %s", got, vip)
-			}
-			sum, reply := transfer(t, c, 2<<20)
-			if r := <-done; r != "ok" {
-				t.Fatal(r)
-			}
-			if want := fmt.Sprintf("%x %s", sum, podA); reply != want {
-				t.Fatalf("backend saw %q, want %q (hash, the client's pod IP)", reply, want)
-			}
+			sendThrough(t, a, b, vip, 2<<20, podA)
 			st := s.Stats()
 			if st.NATFlows != 1 || st.NATActive != 1 || st.NATPackets < 10 || st.ToStackFrames != 0 {
 				t.Errorf("stats %+v: want one flow, all packets translated, none to the netstack", st)
@@ -126,24 +135,7 @@ func TestServiceCrossNode(t *testing.T) {
 	a := addNodePod(t, nodes[0], nodes[0].host(10), true)
 	b := addNodePod(t, nodes[1], nodes[1].host(20), true)
 	lb.set(vip, netip.AddrPortFrom(b.IP, 8080))
-	ln, err := b.ListenTCP(8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := sinkServer(t, ln)
-	c, err := a.DialTCP(timeout(t, 10*time.Second), vip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sum, reply := transfer(t, c, 2<<20)
-	if r := <-done; r != "ok" {
-		t.Fatal(r)
-	}
-	if want := fmt.Sprintf("%x %s", sum, a.IP); reply != want {
-		t.Fatalf("backend saw %q, want %q", reply, want)
-	}
+	sendThrough(t, a, b, vip, 2<<20, a.IP)
 
 	// UDP through the same Service address, to the other node.
 	udpVIP := netip.AddrPortFrom(vip.Addr(), 53)
@@ -200,26 +192,9 @@ func TestServiceHairpin(t *testing.T) {
 	s := newStack(t, withServices(lb))
 	a := addPod(t, s, podA, true)
 	lb.set(vip, netip.AddrPortFrom(podA, 8080))
-	ln, err := a.ListenTCP(8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := sinkServer(t, ln)
-	c, err := a.DialTCP(timeout(t, 10*time.Second), vip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	sum, reply := transfer(t, c, 1<<20)
-	if r := <-done; r != "ok" {
-		t.Fatal(r)
-	}
 	// The pod's kernel drops packets from its own address, so a pod that
 	// reaches itself sees the Service address as the client.
-	if want := fmt.Sprintf("%x %s", sum, vip.Addr()); reply != want {
-		t.Fatalf("backend saw %q, want %q", reply, want)
-	}
+	sendThrough(t, a, a, vip, 1<<20, vip.Addr())
 }
 
 func TestServiceWithoutEndpointRefused(t *testing.T) {

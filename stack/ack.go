@@ -3,6 +3,7 @@ package stack
 import (
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,8 @@ const ackDelay = 500 * time.Microsecond
 
 // delayedAcks holds the pure ACKs of a pod link.
 type delayedAcks struct {
+	held atomic.Int32 // len(pending): a data frame skips the lock when nothing is held
+
 	mu      sync.Mutex
 	pending map[[12]byte][]byte // by flow: addresses and ports; guarded by mu
 	timer   *time.Timer         // guarded by mu
@@ -54,19 +57,21 @@ func flowOf(f []byte) (key [12]byte, pureAck, ok bool) {
 // supersedes. frame is copied.
 func (d *delayedAcks) hold(l *podLink, frame []byte) bool {
 	key, pure, ok := flowOf(frame)
-	if !ok {
+	if !ok || !pure && d.held.Load() == 0 {
 		return false
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, held := d.pending[key]; held || !pure || d.stopped {
 		delete(d.pending, key) // superseded by frame, which goes now
+		d.held.Store(int32(len(d.pending)))
 		return false
 	}
 	if d.pending == nil {
 		d.pending = make(map[[12]byte][]byte)
 	}
 	d.pending[key] = append([]byte(nil), frame...)
+	d.held.Store(int32(len(d.pending)))
 	if !d.armed {
 		d.armed = true
 		if d.timer == nil {
@@ -83,6 +88,7 @@ func (d *delayedAcks) flush(l *podLink) {
 	d.mu.Lock()
 	held := d.pending
 	d.pending = nil
+	d.held.Store(0)
 	d.armed = false
 	d.mu.Unlock()
 	for _, f := range held {
@@ -100,6 +106,7 @@ func (d *delayedAcks) stop() {
 	defer d.mu.Unlock()
 	d.stopped = true
 	d.pending = nil
+	d.held.Store(0)
 	if d.timer != nil {
 		d.timer.Stop()
 	}

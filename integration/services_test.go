@@ -15,7 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// servicesLab: three backends on two nodes (web-1 on node-a, web-2 and web-3 on node-b), a
+// servicesLab (see servicesLabFile): three backends on two nodes (web-1 on node-a, web-2 and web-3 on node-b), a
 // client on every node, and a Service of every kind in front of them. node-c runs no backend.
 const servicesLab = `
 apiVersion: podnet.dev/v1alpha1
@@ -24,38 +24,7 @@ metadata: {name: svc}
 spec:
   nodes: [{name: node-a}, {name: node-b}, {name: node-c}]
 ---
-apiVersion: v1
-kind: Pod
-metadata: {name: web-1, labels: {app: web}}
-spec:
-  nodeName: node-a
-  containers:
-  - name: web
-    command: ["podnet", "serve", "--http", "8080", "--udp", "5353"]
-    ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
-    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-2, labels: {app: web}}
-spec:
-  nodeName: node-b
-  containers:
-  - name: web
-    command: ["podnet", "serve", "--http", "8080", "--udp", "5353"]
-    ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
-    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web-3, labels: {app: web}}
-spec:
-  nodeName: node-b
-  containers:
-  - name: web
-    command: ["podnet", "serve", "--http", "8080", "--udp", "5353"]
-    ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
-    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+WEB_PODS
 ---
 apiVersion: v1
 kind: Pod
@@ -168,6 +137,26 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
+// webPod is a backend of servicesLab: HTTP on the named port http, UDP on dns.
+func webPod(name, node string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s, labels: {app: web}}
+spec:
+  nodeName: %s
+  containers:
+  - name: web
+    command: ["podnet", "serve", "--http", "8080", "--udp", "5353"]
+    ports: [{name: http, containerPort: 8080}, {name: dns, containerPort: 5353, protocol: UDP}]
+    readinessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+`, name, node)
+}
+
+// servicesLabFile is servicesLab with its three backends.
+func servicesLabFile() string {
+	return strings.Replace(servicesLab, "WEB_PODS\n", webPod("web-1", "node-a")+"---\n"+webPod("web-2", "node-b")+"---\n"+webPod("web-3", "node-b"), 1)
+}
+
 // services returns the lab's Services by name.
 func (l *labRun) services(t *testing.T) map[string]*corev1.Service {
 	t.Helper()
@@ -245,7 +234,7 @@ func keys(m map[string]int) string {
 func TestServices(t *testing.T) {
 	requireLab(t)
 	before := snapshot(t)
-	l := startLab(t, servicesLab)
+	l := startLab(t, servicesLabFile())
 	pods := l.pods()
 	svcs := l.services(t)
 	nodes := l.nodeAddrs(t)

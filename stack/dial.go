@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/waiter"
 )
 
 // ErrPolicyDenied is the error of a DialTCP or DialUDP that NetworkPolicy
@@ -54,11 +56,59 @@ func (s *Stack) DialTCP(ctx context.Context, src netip.Addr, dst netip.AddrPort)
 		return nil, fmt.Errorf("dial tcp %v: %w", dst, ErrPolicyDenied)
 	}
 	ra := tcpip.FullAddress{NIC: la.NIC, Addr: tcpip.AddrFrom4(dst.Addr().As4()), Port: dst.Port()}
-	c, err := gonet.DialTCPWithBind(ctx, s.ns, la, ra, ipv4.ProtocolNumber)
-	if err != nil {
-		return nil, err // gonet's *net.OpError names the operation and address
+	return s.dialTCP(ctx, la, ra, dst)
+}
+
+// TCPConn is a connection DialTCP opened: a gonet.TCPConn that can also tell
+// whether it has something to read without reading it.
+type TCPConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// Readable reports whether a read would not block: data, the peer's FIN or
+// reset, or an error are there. On a connection idle in a pool, true means
+// it cannot be used again (the Ingress controller asks before reusing one).
+func (c *TCPConn) Readable() bool {
+	return c.ep.Readiness(waiter.ReadableEvents)&waiter.ReadableEvents != 0
+}
+
+// dialTCP connects as gonet.DialTCPWithBind does, keeping the endpoint for
+// TCPConn (and closing it when Bind fails).
+func (s *Stack) dialTCP(ctx context.Context, la, ra tcpip.FullAddress, dst netip.AddrPort) (*TCPConn, error) {
+	opErr := func(err string) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(dst), Err: errors.New(err)}
 	}
-	return c, nil
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var wq waiter.Queue
+	ep, terr := s.ns.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	if terr != nil {
+		return nil, opErr(terr.String())
+	}
+	entry, notify := waiter.NewChannelEntry(waiter.WritableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	if terr := ep.Bind(la); terr != nil {
+		ep.Close()
+		return nil, opErr("bind " + terr.String())
+	}
+	terr = ep.Connect(ra)
+	if _, ok := terr.(*tcpip.ErrConnectStarted); ok {
+		select {
+		case <-ctx.Done():
+			ep.Close()
+			return nil, ctx.Err()
+		case <-notify:
+		}
+		terr = ep.LastError()
+	}
+	if terr != nil {
+		ep.Close()
+		return nil, opErr(terr.String())
+	}
+	return &TCPConn{TCPConn: gonet.NewTCPConn(&wq, ep), ep: ep}, nil
 }
 
 // DialUDP opens a connected UDP socket through the netstack to dst, with

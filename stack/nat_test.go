@@ -563,3 +563,53 @@ type podAt struct {
 	ip     netip.Addr
 	listen func(uint16) (*gonet.TCPListener, error)
 }
+
+// TestDialTCPReadable: a connection DialTCP opened tells, without reading,
+// whether data or the peer's FIN wait: what a pool asks of an idle one.
+func TestDialTCPReadable(t *testing.T) {
+	nodes, _ := newNodesWith(t, 1, nil)
+	b := addNodePod(t, nodes[0], nodes[0].host(20), false)
+	ln, err := b.ListenTCP(8090)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	conn, err := nodes[0].DialTCP(timeout(t, 5*time.Second), netip.Addr{}, netip.AddrPortFrom(b.IP, 8090))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, ok := conn.(interface{ Readable() bool })
+	if !ok {
+		t.Fatalf("DialTCP returned %T, without Readable", conn)
+	}
+	srv := <-accepted
+	defer srv.Close()
+	if c.Readable() {
+		t.Fatal("readable before the pod sent anything")
+	}
+	waitReadable := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !c.Readable(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("not readable after %s", what)
+			}
+		}
+	}
+	srv.Write([]byte("x"))
+	waitReadable("the pod wrote a byte")
+	if _, err := io.ReadFull(conn, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Readable() {
+		t.Fatal("readable after the byte was read")
+	}
+	srv.Close()
+	waitReadable("the pod closed")
+}

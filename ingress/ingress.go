@@ -176,8 +176,12 @@ type Controller struct {
 	defCert   *tls.Certificate
 	maxBody   int64
 	dialTO    time.Duration
-	transport *http.Transport
-	httpPort  string // X-Forwarded-Port of each listener
+	hdrTO     time.Duration // ReadHeaderTimeout; 0: none
+	idleTO    time.Duration // IdleTimeout; 0: none
+	fastLns   []net.Listener
+	transport *http.Transport // requests with a body, upgrades
+	up        upstream        // the others
+	httpPort  string          // X-Forwarded-Port of each listener
 	httpsPort string
 	httpAddr  netip.AddrPort
 	httpsAddr netip.AddrPort
@@ -285,6 +289,11 @@ func New(opts Options) (*Controller, error) {
 		WriteBufferSize:        32 << 10,
 	}
 
+	c.up = upstream{c: c, headerTO: c.transport.ResponseHeaderTimeout}
+	c.serves.Go(func() { c.up.sweepLoop(c.ctx) })
+
+	c.hdrTO = max(orDefault(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout), 0)
+	c.idleTO = max(orDefault(opts.IdleTimeout, DefaultIdleTimeout), 0)
 	newServer := func(ln net.Listener, https bool) (*http.Server, net.Listener) {
 		port := listenerPort(ln)
 		h := &handler{c: c, https: https}
@@ -296,8 +305,8 @@ func New(opts Options) (*Controller, error) {
 		srv := &http.Server{
 			Handler:           h,
 			MaxHeaderBytes:    cmp.Or(max(opts.MaxHeaderBytes, 0), DefaultMaxHeaderBytes),
-			ReadHeaderTimeout: max(orDefault(opts.ReadHeaderTimeout, DefaultReadHeaderTimeout), 0),
-			IdleTimeout:       max(orDefault(opts.IdleTimeout, DefaultIdleTimeout), 0),
+			ReadHeaderTimeout: c.hdrTO,
+			IdleTimeout:       c.idleTO,
 			BaseContext:       func(net.Listener) context.Context { return c.ctx },
 			ConnState:         c.connState,
 			ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
@@ -313,8 +322,13 @@ func New(opts Options) (*Controller, error) {
 		return srv, &limitListener{Listener: ln, c: c}
 	}
 	if httpLn != nil {
+		// The fast server takes the connections, and hands to srv those
+		// it does not serve (fast.go).
 		srv, ln := newServer(httpLn, false)
-		c.serves.Go(func() { c.serveDone(srv.Serve(ln)) })
+		hand := newHandoffListener(httpLn.Addr())
+		c.fastLns = append(c.fastLns, ln)
+		c.serves.Go(func() { c.serveDone(srv.Serve(hand)) })
+		c.serves.Go(func() { c.serveDone(c.serveFast(ln, hand)) })
 	}
 	if httpsLn != nil {
 		srv, ln := newServer(httpsLn, true)
@@ -393,6 +407,11 @@ func (c *Controller) Close() error {
 		c.closing = true
 		c.connMu.Unlock()
 		c.cancel()
+		for _, ln := range c.fastLns {
+			if err := ln.Close(); err != nil && c.closeErr == nil {
+				c.closeErr = fmt.Errorf("ingress: close: %w", err)
+			}
+		}
 		for _, srv := range c.srvs {
 			if err := srv.Close(); err != nil && c.closeErr == nil {
 				c.closeErr = fmt.Errorf("ingress: close: %w", err)
@@ -410,6 +429,7 @@ func (c *Controller) Close() error {
 		if c.transport != nil {
 			c.transport.CloseIdleConnections()
 		}
+		c.up.sweep(true)
 	})
 	return c.closeErr
 }

@@ -84,18 +84,23 @@ func (c *Controller) newReverseProxy(be *backend) *httputil.ReverseProxy {
 func (c *Controller) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"
-	client := remoteHost(in.RemoteAddr)
-	xff := client
-	if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
-		xff = strings.Join(prior, ", ") + ", " + client
-	}
 	proto, port := "http", c.httpPort
 	if in.TLS != nil {
 		proto, port = "https", c.httpsPort
 	}
-	h := out.Header
+	forwarded(out.Header, in.Header["X-Forwarded-For"], remoteHost(in.RemoteAddr), in.Host, proto, port)
+}
+
+// forwarded sets the headers that tell the backend about the client: prior
+// is the X-Forwarded-For the client sent, which the client's IP is appended
+// to; host is the Host it asked for, proto and port what it connected to.
+func forwarded(h http.Header, prior []string, client, host, proto, port string) {
+	xff := client
+	if len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + client
+	}
 	h["X-Forwarded-For"] = []string{xff}
-	h["X-Forwarded-Host"] = []string{in.Host}
+	h["X-Forwarded-Host"] = []string{host}
 	h["X-Forwarded-Proto"] = []string{proto}
 	h["X-Forwarded-Port"] = []string{port}
 	h["X-Real-Ip"] = []string{client}
@@ -128,7 +133,7 @@ func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		// body refuses reads once closed: keep it open for the retry.
 		req.Body = keepOpen{req.Body}
 	}
-	res, err := t.c.transport.RoundTrip(req)
+	res, err := t.c.roundTrip(req)
 	var de *dialError
 	if err == nil || !canRetry || !errors.As(err, &de) || req.Context().Err() != nil {
 		return res, err
@@ -140,7 +145,15 @@ func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	u := *req.URL
 	u.Host = eps[(i+1)%uint64(len(eps))]
 	retry.URL = &u
-	return t.c.transport.RoundTrip(&retry)
+	return t.c.roundTrip(&retry)
+}
+
+// roundTrip sends req to req.URL.Host.
+func (c *Controller) roundTrip(req *http.Request) (*http.Response, error) {
+	if lean(req) {
+		return c.up.roundTrip(req.Context(), req, req.URL.Host)
+	}
+	return c.transport.RoundTrip(req)
 }
 
 // keepOpen is a request body whose Close is left to its owner.

@@ -1,0 +1,331 @@
+package ingress_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+
+	"github.com/podnet/podnet/ingress"
+)
+
+// rawClient writes requests byte for byte to the plain-HTTP listener and
+// reads the responses, so that a test controls pipelining, line endings and
+// connection reuse.
+type rawClient struct {
+	t    testing.TB
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+func dialRaw(t testing.TB, addr string) *rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawClient{t: t, conn: conn, br: bufio.NewReader(conn)}
+}
+
+func (r *rawClient) send(s string) {
+	r.t.Helper()
+	if _, err := io.WriteString(r.conn, s); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// read reads the response to a request of method and its whole body.
+func (r *rawClient) read(method string) (*http.Response, string) {
+	r.t.Helper()
+	res, err := http.ReadResponse(r.br, &http.Request{Method: method})
+	if err != nil {
+		r.t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		r.t.Fatalf("read body: %v", err)
+	}
+	res.Body.Close()
+	return res, string(b)
+}
+
+// rawBackend is a pod that answers each connection with the function's
+// bytes once the request's headers are in, and then closes it.
+func rawBackend(t testing.TB, f *fixture, i int, answer func(req *http.Request) string) (accepted *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = new(atomic.Int32)
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			req, err := http.ReadRequest(bufio.NewReader(conn))
+			if err == nil {
+				io.WriteString(conn, answer(req))
+			}
+			conn.Close()
+		}
+	}()
+	f.dialer.Map(podAddr(i), ln.Addr().String())
+	f.serve(t, "web.example.com", podAddr(i))
+	return accepted
+}
+
+const host = "Host: web.example.com\r\n"
+
+// TestFastHandoff: on one connection, requests the fast server takes and
+// the first it does not (a body) are answered in order, the latter and the
+// rest by net/http; an upgrade after a fast request works too.
+func TestFastHandoff(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	f.serve(t, "web.example.com", f.pod(t, 1, echoHandler("web-1")))
+	rc := dialRaw(t, f.http)
+	rc.send("GET /a HTTP/1.1\r\n" + host + "\r\n")
+	rc.send("GET /b HTTP/1.1\r\n" + host + "\r\n" + // pipelined: one write
+		"POST /c HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello" +
+		"GET /d HTTP/1.1\r\n" + host + "\r\n")
+	for _, want := range []struct{ uri, body string }{{"/a", ""}, {"/b", ""}, {"/c", "hello"}, {"/d", ""}} {
+		res, body := rc.read("GET")
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: %d %q", want.uri, res.StatusCode, body)
+		}
+		e := decodeEcho(t, body)
+		if e.URI != want.uri || e.Body != want.body || e.Header.Get("X-Forwarded-For") != "127.0.0.1" {
+			t.Errorf("%s: backend got URI %q body %q X-Forwarded-For %q", want.uri, e.URI, e.Body, e.Header.Get("X-Forwarded-For"))
+		}
+	}
+
+	f.serve(t, "echo.example.com", f.pod(t, 2, wsEcho))
+	rc = dialRaw(t, f.http)
+	rc.send("GET / HTTP/1.1\r\nHost: echo.example.com\r\n\r\n")
+	if res, _ := rc.read("GET"); res.StatusCode != 400 { // the WebSocket handler refuses a plain GET
+		t.Fatalf("plain GET to the WebSocket pod: %d", res.StatusCode)
+	}
+	if rc.br.Buffered() != 0 {
+		t.Fatalf("%d stray bytes after the response", rc.br.Buffered())
+	}
+	cfg, _ := websocket.NewConfig("ws://echo.example.com/ws", "http://echo.example.com/")
+	ws, err := websocket.NewClient(cfg, rc.conn)
+	if err != nil {
+		t.Fatalf("upgrade after a fast request: %v", err)
+	}
+	var got string
+	if err := websocket.Message.Send(ws, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if err := websocket.Message.Receive(ws, &got); err != nil || got != "hi" {
+		t.Errorf("echo: %q %v", got, err)
+	}
+}
+
+// TestFastRequests: what the fast server answers itself, and what it hands
+// to net/http (whose answers are the standard ones).
+func TestFastRequests(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	f.serve(t, "web.example.com", f.pod(t, 1, echoHandler("web-1")))
+	for _, tc := range []struct {
+		name, req string
+		code      int
+		uri       string // what the backend got, if it was asked
+	}{
+		{"bare LF", "GET /lf HTTP/1.1\nHost: web.example.com\n\n", 200, "/lf"},
+		{"HTTP/1.0", "GET /old HTTP/1.0\r\n" + host + "\r\n", 200, "/old"},
+		{"absolute form", "GET http://web.example.com/abs HTTP/1.1\r\nHost: other.example.com\r\n\r\n", 200, "/abs"},
+		{"DELETE", "DELETE /x HTTP/1.1\r\n" + host + "\r\n", 200, "/x"},
+		{"empty POST", "POST /p HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", 200, "/p"},
+		{"no Host", "GET / HTTP/1.1\r\n\r\n", 400, ""},
+		{"bad header name", "GET / HTTP/1.1\r\n" + host + "Bad Name: x\r\n\r\n", 400, ""},
+		{"bad request line", "GET /\r\n" + host + "\r\n", 400, ""},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 404, ""}, // net/http's answer without h2c
+		{"no rule", "GET /x HTTP/1.1\r\nHost: nothing.example.com\r\n\r\n", 404, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := dialRaw(t, f.http)
+			rc.send(tc.req)
+			res, body := rc.read("GET")
+			if res.StatusCode != tc.code {
+				t.Fatalf("%d %q, want %d", res.StatusCode, body, tc.code)
+			}
+			if tc.uri != "" {
+				if e := decodeEcho(t, body); e.URI != tc.uri {
+					t.Errorf("backend got URI %q, want %q", e.URI, tc.uri)
+				}
+			}
+		})
+	}
+
+	// Connection: close is answered with it, and the connection closed.
+	rc := dialRaw(t, f.http)
+	rc.send("GET / HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n")
+	res, _ := rc.read("GET")
+	if res.StatusCode != 200 || !res.Close {
+		t.Errorf("Connection: close: %d, close %v", res.StatusCode, res.Close)
+	}
+	if n, err := rc.br.ReadByte(); err != io.EOF {
+		t.Errorf("after Connection: close: read %q %v, want EOF", n, err)
+	}
+}
+
+// TestFastResponses: how backend responses are framed for the client:
+// HEAD, 204 and 304 without a body; a response of unknown length chunked,
+// with its trailers; hop-by-hop headers dropped; a Date added if missing.
+func TestFastResponses(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/len", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "hello")
+	})
+	mux.HandleFunc("/204", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
+	mux.HandleFunc("/304", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(304) })
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "ab")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "cd")
+		w.Header().Set("X-Sum", "4")
+	})
+	mux.HandleFunc("/hop", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Date"] = nil // net/http's server: no Date at all
+		w.Header().Set("Connection", "X-Private")
+		w.Header().Set("X-Private", "1")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		io.WriteString(w, "ok")
+	})
+	f.serve(t, "web.example.com", f.pod(t, 1, mux))
+	rc := dialRaw(t, f.http) // all on one connection: a framing error would show in the next response
+
+	rc.send("HEAD /len HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("HEAD"); res.StatusCode != 200 || res.ContentLength != 5 || body != "" {
+		t.Errorf("HEAD: %d length %d body %q", res.StatusCode, res.ContentLength, body)
+	}
+	rc.send("GET /len HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.ContentLength != 5 || body != "hello" {
+		t.Errorf("GET: length %d body %q", res.ContentLength, body)
+	}
+	for _, code := range []string{"204", "304"} {
+		rc.send("GET /" + code + " HTTP/1.1\r\n" + host + "\r\n")
+		if res, body := rc.read("GET"); res.Status[:3] != code || body != "" || res.Header["Content-Length"] != nil || res.TransferEncoding != nil {
+			t.Errorf("%s: %s body %q header %v", code, res.Status, body, res.Header)
+		}
+	}
+	rc.send("GET /stream HTTP/1.1\r\n" + host + "\r\n")
+	res, body := rc.read("GET")
+	if body != "abcd" || len(res.TransferEncoding) != 1 || res.TransferEncoding[0] != "chunked" || res.Trailer.Get("X-Sum") != "4" {
+		t.Errorf("stream: body %q transfer-encoding %v trailer %v", body, res.TransferEncoding, res.Trailer)
+	}
+	rc.send("GET /hop HTTP/1.1\r\n" + host + "\r\n")
+	res, body = rc.read("GET")
+	if body != "ok" || res.Header["X-Private"] != nil || res.Header["Keep-Alive"] != nil || res.Header["Connection"] != nil {
+		t.Errorf("hop-by-hop headers passed: %v", res.Header)
+	}
+	if _, err := http.ParseTime(res.Header.Get("Date")); err != nil {
+		t.Errorf("Date %q: %v", res.Header.Get("Date"), err)
+	}
+}
+
+// TestFastBackendConnections: a backend that closes each connection after
+// one keep-alive response never costs the client an error (the next
+// request finds the connection closed, or fails on it before any answer,
+// and goes on a new one); one whose response ends with the connection is
+// passed on chunked; garbage and endless headers are 502.
+func TestFastBackendConnections(t *testing.T) {
+	t.Run("closed after each response", func(t *testing.T) {
+		f := newFixture(t, ingress.Options{})
+		accepted := rawBackend(t, f, 1, func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+		rc := dialRaw(t, f.http)
+		for i := range 5 {
+			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
+			if res, body := rc.read("GET"); res.StatusCode != 200 || body != "ok" {
+				t.Fatalf("request %d: %d %q", i, res.StatusCode, body)
+			}
+		}
+		if n := accepted.Load(); n != 5 {
+			t.Errorf("backend connections: %d, want 5", n)
+		}
+		if s := f.Stats(); s.UpstreamErrors != 0 {
+			t.Errorf("upstream errors: %d", s.UpstreamErrors)
+		}
+	})
+	t.Run("close-delimited", func(t *testing.T) {
+		f := newFixture(t, ingress.Options{})
+		rawBackend(t, f, 1, func(*http.Request) string { return "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end" })
+		rc := dialRaw(t, f.http)
+		for range 2 {
+			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
+			if res, body := rc.read("GET"); res.StatusCode != 200 || body != "until the end" || len(res.TransferEncoding) == 0 {
+				t.Fatalf("%d %q transfer-encoding %v", res.StatusCode, body, res.TransferEncoding)
+			}
+		}
+	})
+	for name, answer := range map[string]string{
+		"garbage":         "garbage\r\n\r\n",
+		"endless headers": "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Filler: "+strings.Repeat("x", 1000)+"\r\n", 1100) + "\r\n",
+		"cut body":        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, ingress.Options{})
+			rawBackend(t, f, 1, func(*http.Request) string { return answer })
+			rc := dialRaw(t, f.http)
+			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
+			if name == "cut body" {
+				// The headers went out before the body was cut: the client gets
+				// what came, and the connection ends.
+				res, err := http.ReadResponse(rc.br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if b, err := io.ReadAll(res.Body); err == nil || string(b) != "short" {
+					t.Errorf("cut body: %q %v, want \"short\" and an error", b, err)
+				}
+				return
+			}
+			if res, body := rc.read("GET"); res.StatusCode != 502 {
+				t.Errorf("%d %q, want 502", res.StatusCode, body)
+			}
+		})
+	}
+}
+
+// TestFastClientLeaves: a client that leaves while its request waits on the
+// backend ends that request: the backend sees its connection closed.
+func TestFastClientLeaves(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	gone := make(chan struct{})
+	f.serve(t, "web.example.com", f.pod(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			close(gone)
+		case <-time.After(10 * time.Second):
+		}
+	})))
+	rc := dialRaw(t, f.http)
+	rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
+	time.Sleep(100 * time.Millisecond) // let the request reach the backend
+	rc.conn.Close()
+	select {
+	case <-gone:
+	case <-time.After(8 * time.Second):
+		t.Fatal("the backend's request was not ended after the client left")
+	}
+	for f.Stats().Aborted != 1 {
+		time.Sleep(10 * time.Millisecond) // the count follows the close; the test's deadline bounds this
+	}
+}

@@ -14,6 +14,8 @@
 #      nginx, podnet (means shown): requests/s, p50 and p99, errors, and the CPU time the lab daemon
 #      (both node agents) and nginx used. HTTPS runs in a private mount namespace whose /etc/hosts
 #      maps bench.example to the target, so that both servers see SNI bench.example.
+# PROFILE=DIR saves a CPU profile of the lab daemon during the first measured run of each target and
+# protocol into DIR (go tool pprof DIR/podnet-http.pprof).
 # Run as root: sudo bench/ingress.sh   (needs nginx, wrk, openssl, curl, jq, go;
 #   apt-get install --no-install-recommends nginx-light wrk openssl curl jq)
 set -euo pipefail
@@ -223,6 +225,7 @@ cpu_ticks() { # PID... -> utime+stime, in clock ticks
 	local p
 	for p in "$@"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0; done | awk '{ s += $1 } END { print s + 0 }'
 }
+idle_ticks() { awk '/^cpu / { print $5 + $6 }' /proc/stat; } # idle+iowait of all CPUs
 nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
 HZ=$(getconf CLK_TCK)
 
@@ -257,15 +260,23 @@ run_wrk() { # TARGET PROTO SECONDS -> wrk's output
 			wrk -t"$THREADS" -c"$CONNS" -d"$3"s --latency "$(url_of "$1" https)"
 	fi
 }
-declare -A R   # R[target,proto] = lines of "rps p50 p99 requests errors daemon_cpu_s nginx_cpu_s"
+declare -A R   # R[target,proto] = lines of "rps p50 p99 requests errors daemon_cpu_s nginx_cpu_s idle_cpu_s"
 measure() { # TARGET PROTO
 	local d0 n0 out line
-	d0=$(cpu_ticks "$DAEMON_PID") n0=$(cpu_ticks $(nginx_pids))
+	local prof=
+	if [ -n "${PROFILE:-}" ] && [ ! -e "$PROFILE/$1-$2.pprof" ]; then
+		mkdir -p "$PROFILE"
+		curl -s --unix-socket "/run/podnet/$LAB/lab.sock" -o "$PROFILE/$1-$2.pprof" \
+			"http://lab/debug/pprof/profile?seconds=$((DURATION - 2))" &
+		prof=$!
+	fi
+	d0=$(cpu_ticks "$DAEMON_PID") n0=$(cpu_ticks $(nginx_pids)) i0=$(idle_ticks)
 	out=$(run_wrk "$1" "$2" "$DURATION" 2>&1 || true)
+	[ -z "$prof" ] || wait "$prof" || true
 	echo "$out" >>"$TMP/wrk.log"
-	line="$(parse_wrk <<<"$out") $(awk -v a="$d0" -v b="$(cpu_ticks "$DAEMON_PID")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }') $(awk -v a="$n0" -v b="$(cpu_ticks $(nginx_pids))" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+	line="$(parse_wrk <<<"$out") $(awk -v a="$d0" -v b="$(cpu_ticks "$DAEMON_PID")" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }') $(awk -v a="$n0" -v b="$(cpu_ticks $(nginx_pids))" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }') $(awk -v a="$i0" -v b="$(idle_ticks)" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz }')"
 	R[$1,$2]+="$line"$'\n'
-	echo "$1 $2: rps p50_ms p99_ms requests errors daemon_cpu_s nginx_cpu_s = $line" >&2
+	echo "$1 $2: rps p50_ms p99_ms requests errors daemon_cpu_s nginx_cpu_s idle_cpu_s = $line" >&2
 }
 for proto in http https; do
 	echo "-- $proto" >&2
@@ -300,6 +311,7 @@ for proto in http https; do
 	printf '%-30s %-28s %-28s %s\n' "  errors [3]" "$(col podnet $proto 5)" "$(col nginx $proto 5)" ""
 	printf '%-30s %-28s %-28s %s\n' "  CPU s, lab daemon [4]" "$(col podnet $proto 6)" "$(col nginx $proto 6)" ""
 	printf '%-30s %-28s %-28s %s\n' "  CPU s, nginx" "$(col podnet $proto 7)" "$(col nginx $proto 7)" ""
+	printf '%-30s %-28s %-28s %s\n' "  CPU s, idle (machine) [5]" "$(col podnet $proto 8)" "$(col nginx $proto 8)" ""
 	printf '%-30s %-28s %-28s %s\n' "  both, CPU µs per request" "$(cpu_per_req podnet $proto)" "$(cpu_per_req nginx $proto)" "$(ratio "$(cpu_per_req podnet $proto)" "$(cpu_per_req nginx $proto)")"
 done
 echo
@@ -308,6 +320,7 @@ echo "[2] nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), 2 workers, on 127.0.0.1:
 echo "    load balancer in front of NodePorts. Its requests also cross podnet's NodePort splice (in the lab daemon) to reach the pods."
 echo "[3] socket errors plus non-2xx/3xx responses, as wrk counts them."
 echo "[4] both node agents (the Ingress, the NodePorts, the pod data path); the three backends are processes of their own, in neither column."
+echo "[5] idle CPU time of the whole machine (all $(nproc) CPUs) during the run, out of $(nproc)×${DURATION}s."
 echo "TLS: podnet $TLS_PODNET; nginx $TLS_NGINX; certificate RSA 2048, self-signed for $HOST"
 echo "$(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }'); $(go version | awk '{ print $3 }'); nproc $(nproc); kernel $(uname -r)"
 echo "loadavg: start $LOAD_START; end $(cat /proc/loadavg)"

@@ -3,6 +3,7 @@ package ingress
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -75,11 +76,16 @@ func (l *handoffListener) give(conn net.Conn) {
 }
 
 // prefixConn is a connection whose first bytes were already read: Read
-// returns them before reading on.
+// returns them before reading on. Over TLS, Conn is the *tls.Conn and
+// tlsState its state.
 type prefixConn struct {
 	net.Conn
-	prefix []byte
+	prefix   []byte
+	tlsState *tls.ConnectionState
 }
+
+// tlsStateKey is the context key of a handed-over TLS connection's state.
+type tlsStateKey struct{}
 
 func (p *prefixConn) Read(b []byte) (int, error) {
 	if len(p.prefix) > 0 {
@@ -91,8 +97,9 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 }
 
 // serveFast accepts connections on ln (a limitListener) and serves each on a
-// goroutine of its own until ln is closed.
-func (c *Controller) serveFast(ln net.Listener, hand *handoffListener) error {
+// goroutine of its own until ln is closed; over TLS with tlsConf if it is
+// set.
+func (c *Controller) serveFast(ln net.Listener, hand *handoffListener, tlsConf *tls.Config) error {
 	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
@@ -116,7 +123,7 @@ func (c *Controller) serveFast(ln net.Listener, hand *handoffListener) error {
 		}
 		backoff = 0
 		c.busyAdd(1)
-		go c.serveFastConn(conn, hand)
+		go c.serveFastConn(conn, hand, tlsConf)
 	}
 }
 
@@ -127,14 +134,17 @@ func isTemporary(err error) bool {
 
 // fastConn is a client connection served by the fast server.
 type fastConn struct {
-	c      *Controller
-	conn   net.Conn
-	client string // the client's IP
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	raw    []byte // the current request's line and headers, as read
-	date   []byte
-	cancel context.CancelFunc // of the connection's context
+	c        *Controller
+	conn     net.Conn
+	client   string               // the client's IP
+	scheme   string               // "http" or "https", for X-Forwarded-Proto
+	port     string               // the port the client connected to, for X-Forwarded-Port
+	tlsState *tls.ConnectionState // over TLS
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	raw      []byte // the current request's line and headers, as read
+	date     []byte
+	cancel   context.CancelFunc // of the connection's context
 
 	watch     *time.Timer // watchClient, armed for each request
 	watchMu   sync.Mutex
@@ -142,20 +152,41 @@ type fastConn struct {
 	watchDone chan struct{} // closed when a started watchClient returns
 }
 
-func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener) {
+func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf *tls.Config) {
 	defer c.busyAdd(-1)
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
+	if c.hdrTO > 0 {
+		conn.SetReadDeadline(time.Now().Add(c.hdrTO)) // for the handshake too, as net/http has it
+	}
 	fc := &fastConn{
 		c:      c,
-		conn:   conn,
 		client: remoteIP(conn.RemoteAddr()).String(),
-		br:     bufio.NewReaderSize(conn, fastBufferSize),
-		bw:     bufio.NewWriterSize(conn, fastBufferSize),
+		scheme: "http",
+		port:   c.httpPort,
 	}
-	if c.hdrTO > 0 {
-		conn.SetReadDeadline(time.Now().Add(c.hdrTO))
+	if tlsConf != nil {
+		tc := tls.Server(conn, tlsConf)
+		if c.hdrTO > 0 {
+			conn.SetWriteDeadline(time.Now().Add(c.hdrTO))
+		}
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.log.Debug("ingress: TLS handshake", "client", conn.RemoteAddr(), "err", err)
+			conn.Close()
+			return
+		}
+		conn.SetWriteDeadline(time.Time{})
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			conn.SetReadDeadline(time.Time{})
+			hand.give(tc) // HTTP/2 is net/http's
+			return
+		}
+		st := tc.ConnectionState()
+		conn, fc.tlsState, fc.scheme, fc.port = tc, &st, "https", c.httpsPort
 	}
+	fc.conn = conn
+	fc.br = bufio.NewReaderSize(conn, fastBufferSize)
+	fc.bw = bufio.NewWriterSize(conn, fastBufferSize)
 	fc.cancel = cancel
 	for first := true; ; first = false {
 		if !first {
@@ -294,7 +325,7 @@ func (fc *fastConn) handoff(hand *handoffListener) {
 	if fc.c.hdrTO > 0 || fc.c.idleTO > 0 {
 		fc.conn.SetReadDeadline(time.Time{}) // net/http sets its own
 	}
-	hand.give(&prefixConn{Conn: fc.conn, prefix: prefix})
+	hand.give(&prefixConn{Conn: fc.conn, prefix: prefix, tlsState: fc.tlsState})
 }
 
 // fastRequest reports whether the fast server takes req: HTTP/1.1 in
@@ -344,7 +375,7 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	prior := req.Header["X-Forwarded-For"]
 	removeHopByHop(req.Header)
 	delete(req.Header, "Forwarded")
-	forwarded(req.Header, prior, fc.client, req.Host, "http", c.httpPort)
+	forwarded(req.Header, prior, fc.client, req.Host, fc.scheme, fc.port)
 	if req.Header["User-Agent"] == nil {
 		req.Header["User-Agent"] = []string{""} // not net/http's own
 	}

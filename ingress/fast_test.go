@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/podnet/podnet/ingress"
 )
@@ -327,5 +329,41 @@ func TestFastClientLeaves(t *testing.T) {
 	}
 	for f.Stats().Aborted != 1 {
 		time.Sleep(10 * time.Millisecond) // the count follows the close; the test's deadline bounds this
+	}
+}
+
+// TestFastTLS: over TLS with HTTP/1.1, the fast server's requests and those
+// it hands to net/http (a body) both tell the backend https and the HTTPS
+// port; HTTP/2 connections are net/http's from the start.
+func TestFastTLS(t *testing.T) {
+	ca := newCA(t)
+	f := newFixture(t, ingress.Options{})
+	crt, key := ca.issue(t, "web.example.com")
+	mustNoProblems(t, f.Update(ingress.Config{
+		Ingresses: []*networkingv1.Ingress{mkIngress("default", "web", 0, networkingv1.IngressSpec{
+			TLS:   []networkingv1.IngressTLS{{Hosts: []string{"web.example.com"}, SecretName: "tls"}},
+			Rules: []networkingv1.IngressRule{rule("web.example.com", path("/", prefix, "web", "80"))},
+		})},
+		Secrets:  []*corev1.Secret{tlsSecret("default", "tls", crt, key)},
+		Services: []ingress.Service{svc("default", "web", 80, f.pod(t, 1, echoHandler("web-1")))},
+	}))
+	_, port, _ := net.SplitHostPort(f.https)
+	for _, h1only := range []bool{true, false} {
+		c := newClient(t, f.https, "127.0.0.1", ca.clientConfig(""), h1only)
+		for _, req := range []struct{ method, body string }{{"GET", ""}, {"POST", "hello"}, {"GET", ""}} {
+			var body io.Reader
+			if req.body != "" {
+				body = strings.NewReader(req.body)
+			}
+			code, out := get(t, c, req.method, "https://web.example.com/", body)
+			if code != 200 {
+				t.Fatalf("h1only %v %s: %d %q", h1only, req.method, code, out)
+			}
+			e := decodeEcho(t, out)
+			if e.Header.Get("X-Forwarded-Proto") != "https" || e.Header.Get("X-Forwarded-Port") != port || e.Body != req.body {
+				t.Errorf("h1only %v %s: backend got proto %q port %q body %q", h1only, req.method,
+					e.Header.Get("X-Forwarded-Proto"), e.Header.Get("X-Forwarded-Port"), e.Body)
+			}
+		}
 	}
 }

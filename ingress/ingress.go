@@ -317,22 +317,37 @@ func New(opts Options) (*Controller, error) {
 				GetCertificate: c.certificate,
 				NextProtos:     []string{"h2", "http/1.1"},
 			}
+			// A connection the fast server hands over after reading from it
+			// is no *tls.Conn any more: its requests get their TLS state
+			// from here (handler.ServeHTTP).
+			srv.ConnContext = func(ctx context.Context, conn net.Conn) context.Context {
+				if pc, ok := conn.(*prefixConn); ok && pc.tlsState != nil {
+					return context.WithValue(ctx, tlsStateKey{}, pc.tlsState)
+				}
+				return ctx
+			}
 		}
 		c.srvs = append(c.srvs, srv)
 		return srv, &limitListener{Listener: ln, c: c}
 	}
-	if httpLn != nil {
-		// The fast server takes the connections, and hands to srv those
-		// it does not serve (fast.go).
-		srv, ln := newServer(httpLn, false)
-		hand := newHandoffListener(httpLn.Addr())
+	// The fast server takes the connections (after the TLS handshake on
+	// HTTPS), and hands to srv those it does not serve (fast.go).
+	for _, l := range []struct {
+		ln    net.Listener
+		https bool
+	}{{httpLn, false}, {httpsLn, true}} {
+		if l.ln == nil {
+			continue
+		}
+		srv, ln := newServer(l.ln, l.https)
+		hand := newHandoffListener(l.ln.Addr())
 		c.fastLns = append(c.fastLns, ln)
+		var tlsConf *tls.Config // the handshakes' own: Serve may change srv's
+		if l.https {
+			tlsConf = srv.TLSConfig.Clone()
+		}
 		c.serves.Go(func() { c.serveDone(srv.Serve(hand)) })
-		c.serves.Go(func() { c.serveDone(c.serveFast(ln, hand)) })
-	}
-	if httpsLn != nil {
-		srv, ln := newServer(httpsLn, true)
-		c.serves.Go(func() { c.serveDone(srv.ServeTLS(ln, "", "")) })
+		c.serves.Go(func() { c.serveDone(c.serveFast(ln, hand, tlsConf)) })
 	}
 	return c, nil
 }

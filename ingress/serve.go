@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log"
@@ -22,6 +23,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := h.c
 	c.busyAdd(1) // an HTTP/2 handler runs on a goroutine of its own; a hijacked one outlives its connection's
 	defer c.busyAdd(-1)
+	if h.https && r.TLS == nil {
+		r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	}
 
 	host, p := normalizeHost(r.Host), cleanPath(r.URL.Path)
 	rt := c.table.Load().route(host, p)

@@ -11,9 +11,10 @@
 #      front of NodePorts stands; podnet's Ingress is reached directly on node-a's address;
 #   3. wrk -t2 -c64 -d${DURATION}s --latency with Host bench.example against podnet's Ingress and
 #      against nginx, HTTP then HTTPS, after a ${WARMUP}s warm-up of each, alternated podnet, nginx,
-#      nginx, podnet (means shown): requests/s, p50 and p99, errors, and the CPU time the lab daemon
-#      (both node agents) and nginx used. HTTPS runs in a private mount namespace whose /etc/hosts
-#      maps bench.example to the target, so that both servers see SNI bench.example.
+#      nginx, podnet, podnet, nginx (means of the three shown): requests/s, p50 and p99, errors, and
+#      the CPU time the lab daemon (both node agents) and nginx used, and the machine's idle time.
+#      HTTPS runs in a private mount namespace whose /etc/hosts maps bench.example to the target,
+#      so that both servers see SNI bench.example.
 # PROFILE=DIR saves a CPU profile of the lab daemon during the first measured run of each target and
 # protocol into DIR (go tool pprof DIR/podnet-http.pprof).
 # Run as root: sudo bench/ingress.sh   (needs nginx, wrk, openssl, curl, jq, go;
@@ -164,6 +165,10 @@ http {
         ssl_certificate $TMP/tls.crt;
         ssl_certificate_key $TMP/tls.key;
         ssl_protocols TLSv1.2 TLSv1.3;
+        # The TLS 1.3 cipher Go's server picks on a CPU with AES instructions, so that both
+        # encrypt alike (OpenSSL would follow wrk's preference, AES-256).
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
         location / {
             proxy_pass http://web;
             proxy_http_version 1.1;
@@ -281,12 +286,12 @@ measure() { # TARGET PROTO
 for proto in http https; do
 	echo "-- $proto" >&2
 	for target in podnet nginx; do run_wrk "$target" "$proto" "$WARMUP" >/dev/null 2>&1 || true; done
-	for target in podnet nginx nginx podnet; do
+	for target in podnet nginx nginx podnet podnet nginx; do
 		measure "$target" "$proto"
 	done
 done
 
-col() { # TARGET PROTO FIELD -> "mean (run1 run2)"
+col() { # TARGET PROTO FIELD -> "mean (run1 run2 run3)"
 	printf '%s' "${R[$1,$2]}" | awk -v f="$3" '$1 != "failed" { v[++n] = $f; s += $f } END {
 		if (!n) { print "failed"; exit }
 		d = (f == 1 || f == 4 || f == 5) ? 0 : 2

@@ -146,10 +146,12 @@ type fastConn struct {
 	date     []byte
 	cancel   context.CancelFunc // of the connection's context
 
-	watch     *time.Timer // watchClient, armed for each request
-	watchMu   sync.Mutex
-	unwatched bool          // the request was served: watchClient must not start
-	watchDone chan struct{} // closed when a started watchClient returns
+	watch      *time.Timer // watchClient, armed for each request
+	watchMu    sync.Mutex
+	watchCond  *sync.Cond    // L is watchMu; signalled when watchFired is set
+	watchFired bool          // watchClient has run for this request
+	unwatched  bool          // the request was served: watchClient must not read
+	watchDone  chan struct{} // closed when a reading watchClient returns
 }
 
 func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf *tls.Config) {
@@ -185,6 +187,7 @@ func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf
 		conn, fc.tlsState, fc.scheme, fc.port = tc, &st, "https", c.httpsPort
 	}
 	fc.conn = conn
+	fc.watchCond = sync.NewCond(&fc.watchMu)
 	fc.br = bufio.NewReaderSize(conn, fastBufferSize)
 	fc.bw = bufio.NewWriterSize(conn, fastBufferSize)
 	fc.cancel = cancel
@@ -253,26 +256,35 @@ const watchDelay = 500 * time.Millisecond
 // that left ends the connection's context.
 func (fc *fastConn) watchClient() {
 	fc.watchMu.Lock()
-	if fc.unwatched {
-		fc.watchMu.Unlock()
+	fc.watchFired = true
+	start := !fc.unwatched
+	if start {
+		fc.watchDone = make(chan struct{})
+	}
+	fc.watchCond.Broadcast()
+	fc.watchMu.Unlock()
+	if !start {
 		return
 	}
-	fc.watchDone = make(chan struct{})
-	fc.watchMu.Unlock()
 	defer close(fc.watchDone)
 	if _, err := fc.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		fc.cancel()
 	}
 }
 
-// unwatch stops the watch of the request just served, waiting for it to
-// stop reading if it started.
+// unwatch stops the watch of the request just served. If the timer fired,
+// watchClient has been started: unwatch waits until it has either seen
+// that the request was served or, having started to read, been
+// interrupted, so that only one goroutine ever reads the connection.
 func (fc *fastConn) unwatch() {
 	if fc.watch.Stop() {
 		return
 	}
 	fc.watchMu.Lock()
 	fc.unwatched = true
+	for !fc.watchFired {
+		fc.watchCond.Wait()
+	}
 	done := fc.watchDone
 	fc.watchMu.Unlock()
 	if done != nil {
@@ -281,7 +293,7 @@ func (fc *fastConn) unwatch() {
 		fc.conn.SetReadDeadline(time.Time{})
 	}
 	fc.watchMu.Lock()
-	fc.unwatched, fc.watchDone = false, nil
+	fc.unwatched, fc.watchFired, fc.watchDone = false, false, nil
 	fc.watchMu.Unlock()
 }
 

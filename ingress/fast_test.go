@@ -367,3 +367,39 @@ func TestFastTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestFastSlowRequests: requests that take longer than the fast server
+// waits before it watches the client (half a second) are answered, and the
+// connection goes on, whether the client waits or has already sent its
+// next request.
+func TestFastSlowRequests(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	mux := http.NewServeMux()
+	mux.Handle("/", echoHandler("web-1"))
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(700 * time.Millisecond)
+		io.WriteString(w, "slow")
+	})
+	f.serve(t, "web.example.com", f.pod(t, 1, mux))
+	rc := dialRaw(t, f.http)
+	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
+		t.Fatalf("slow: %d %q", res.StatusCode, body)
+	}
+	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n" + "GET /after HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
+		t.Fatalf("slow, pipelined: %d %q", res.StatusCode, body)
+	}
+	for _, uri := range []string{"/after", "/last"} {
+		if uri == "/last" {
+			rc.send("GET /last HTTP/1.1\r\n" + host + "\r\n")
+		}
+		res, body := rc.read("GET")
+		if res.StatusCode != 200 || decodeEcho(t, body).URI != uri {
+			t.Fatalf("%s: %d %q", uri, res.StatusCode, body)
+		}
+	}
+	if s := f.Stats(); s.Aborted != 0 {
+		t.Errorf("aborted: %d", s.Aborted)
+	}
+}

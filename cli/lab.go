@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -35,7 +36,7 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		Long: `Start a lab and wait until every pod is ready.
 
 Without -f, podnet runs its built-in example: three nodes, a Deployment of three "podnet serve"
-pods and a client pod. A lab that was killed is cleaned up and resumed from its saved state.`,
+pods, a NodePort Service and an Ingress in front of them, and a client pod. A lab that was killed is cleaned up and resumed from its saved state.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			manifests := []lab.Manifest{{Source: "built-in example", Data: lab.Example}}
@@ -68,10 +69,10 @@ pods and a client pod. A lab that was killed is cleaned up and resumed from its 
   podnet get pods -o wide%[1]s
   podnet exec%[1]s %[2]s -- curl -s http://%[3]s/clientip    # the server sees the caller's pod IP
   podnet exec%[1]s %[2]s -- ping -c 3 %[3]s
-  podnet get svc%[1]s                                         # Services; pods find them by name through the cluster DNS
+  podnet get svc%[1]s                                         # Services; pods find them by name through the cluster DNS%[4]s
   podnet lab status%[1]s
   podnet lab down%[1]s                                        # removes everything the lab created
-`, flag, client, server)
+`, flag, client, server, tryIngress(c, st))
 			return nil
 		},
 	}
@@ -101,7 +102,8 @@ func newLabStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "Lab:    %s\nState:  running (daemon pid %d)\nMode:   %s\nDir:    %s\n\n", st.Name, st.PID, st.Mode, st.Dir)
+			fmt.Fprintf(g.stdout, "Lab:      %s\nState:    running (daemon pid %d)\nMode:     %s\nDir:      %s\nIngress:  HTTP port %d, HTTPS port %d, on every node's address\n\n",
+				st.Name, st.PID, st.Mode, st.Dir, st.IngressHTTPPort, st.IngressHTTPSPort)
 			tw := tabwriter.NewWriter(g.stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tADDRESS\tPOD-CIDR\tGATEWAY\tPODS\tREADY")
 			for _, n := range st.Nodes {
@@ -173,4 +175,18 @@ func newLabRotateKeyCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// tryIngress is the "Try:" line for the lab's Ingresses, if it has any: a
+// curl from the host to the first node's Ingress controller.
+func tryIngress(c *lab.Client, st lab.Status) string {
+	objs, err := c.Get(cluster.KindIngress, "", "")
+	if err != nil || len(objs) == 0 || len(st.Nodes) == 0 {
+		return ""
+	}
+	url := "http://" + st.Nodes[0].Address
+	if st.IngressHTTPPort != 80 {
+		url += ":" + strconv.Itoa(int(st.IngressHTTPPort))
+	}
+	return fmt.Sprintf("\n  curl -s %-46s # the Ingress, from the host (podnet get ingress)", url+"/")
 }

@@ -66,7 +66,7 @@ func TestOtherUsersAreRefused(t *testing.T) {
 	if out, err := asUser("lab", "status"); err != nil || !strings.Contains(out, "rootless") {
 		t.Errorf("the user's lab status: %v\n%s", err, out)
 	}
-	if out := l.must(t, "lab", "status"); !strings.Contains(out, "Mode:   root\n") {
+	if out := l.must(t, "lab", "status"); !strings.Contains(out, "Mode:     root\n") {
 		t.Errorf("root's lab status:\n%s", out)
 	}
 

@@ -343,12 +343,16 @@ func (d *daemon) handleGet(w http.ResponseWriter, r *http.Request) {
 
 // Status is what `lab status` shows.
 type Status struct {
-	Name      string       `json:"name"`
-	Mode      string       `json:"mode"` // root or rootless
-	Dir       string       `json:"dir"`
-	PID       int          `json:"pid"`
-	LabNumber int          `json:"labNumber"`
-	Nodes     []NodeStatus `json:"nodes"`
+	Name      string `json:"name"`
+	Mode      string `json:"mode"` // root or rootless
+	Dir       string `json:"dir"`
+	PID       int    `json:"pid"`
+	LabNumber int    `json:"labNumber"`
+	// IngressHTTPPort and IngressHTTPSPort are where every node's Ingress
+	// controller listens, on the node's address.
+	IngressHTTPPort  uint16       `json:"ingressHTTPPort"`
+	IngressHTTPSPort uint16       `json:"ingressHTTPSPort"`
+	Nodes            []NodeStatus `json:"nodes"`
 }
 
 // NodeStatus is one node in Status.
@@ -363,6 +367,8 @@ type NodeStatus struct {
 
 func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{Name: d.opts.Name, Mode: Mode(), Dir: d.opts.Dir, PID: os.Getpid()}
+	_, netw := d.store.Lab()
+	st.IngressHTTPPort, st.IngressHTTPSPort = netw.IngressPorts(Rootless())
 	d.store.mu.Lock()
 	st.LabNumber = d.store.state.LabNumber
 	d.store.mu.Unlock()

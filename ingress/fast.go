@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,10 +77,32 @@ func (l *handoffListener) give(conn net.Conn) {
 // prefixConn is a connection whose first bytes were already read: Read
 // returns them before reading on. Over TLS, Conn is the *tls.Conn and
 // tlsState its state.
+//
+// A request whose headers did not fit the fast server's buffer is handed
+// over before they are all in, part of its ReadHeaderTimeout spent: limit is
+// that request's header deadline, which no read deadline net/http sets
+// passes while the bytes given back are not all read (net/http sets its
+// header deadline before it reads, and clears it once it has the headers,
+// which are longer than prefix).
 type prefixConn struct {
 	net.Conn
 	prefix   []byte
 	tlsState *tls.ConnectionState
+	limit    time.Time
+}
+
+func (p *prefixConn) SetReadDeadline(t time.Time) error {
+	if !p.limit.IsZero() && len(p.prefix) > 0 && (t.IsZero() || t.After(p.limit)) {
+		t = p.limit
+	}
+	return p.Conn.SetReadDeadline(t)
+}
+
+func (p *prefixConn) SetDeadline(t time.Time) error {
+	if err := p.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return p.Conn.SetWriteDeadline(t)
 }
 
 // tlsStateKey is the context key of a handed-over TLS connection's state.
@@ -146,6 +167,10 @@ type fastConn struct {
 	date     []byte
 	cancel   context.CancelFunc // of the connection's context
 
+	got1xx      func(int, http.Header) error // write1xx
+	hdrDeadline time.Time                    // when the current request's headers must be in; zero: never
+	hdrLimit    time.Time                    // given to a prefixConn: see there
+
 	watch      *time.Timer // watchClient, armed for each request
 	watchMu    sync.Mutex
 	watchCond  *sync.Cond    // L is watchMu; signalled when watchFired is set
@@ -158,14 +183,15 @@ func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf
 	defer c.busyAdd(-1)
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	if c.hdrTO > 0 {
-		conn.SetReadDeadline(time.Now().Add(c.hdrTO)) // for the handshake too, as net/http has it
-	}
 	fc := &fastConn{
 		c:      c,
 		client: remoteIP(conn.RemoteAddr()).String(),
 		scheme: "http",
 		port:   c.httpPort,
+	}
+	if c.hdrTO > 0 {
+		fc.hdrDeadline = time.Now().Add(c.hdrTO)
+		conn.SetReadDeadline(fc.hdrDeadline) // for the handshake too
 	}
 	if tlsConf != nil {
 		tc := tls.Server(conn, tlsConf)
@@ -187,6 +213,7 @@ func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf
 		conn, fc.tlsState, fc.scheme, fc.port = tc, &st, "https", c.httpsPort
 	}
 	fc.conn = conn
+	fc.got1xx = fc.write1xx
 	fc.watchCond = sync.NewCond(&fc.watchMu)
 	fc.br = bufio.NewReaderSize(conn, fastBufferSize)
 	fc.bw = bufio.NewWriterSize(conn, fastBufferSize)
@@ -204,7 +231,8 @@ func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf
 				}
 			}
 			if c.hdrTO > 0 {
-				conn.SetReadDeadline(time.Now().Add(c.hdrTO))
+				fc.hdrDeadline = time.Now().Add(c.hdrTO)
+				conn.SetReadDeadline(fc.hdrDeadline)
 			} else if c.idleTO > 0 {
 				conn.SetReadDeadline(time.Time{})
 			}
@@ -216,13 +244,21 @@ func (c *Controller) serveFastConn(conn net.Conn, hand *handoffListener, tlsConf
 			return
 		}
 		if end < 0 { // longer than the buffer
+			fc.hdrLimit = fc.hdrDeadline // net/http must not start the headers' time again
 			fc.handoff(hand)
 			return
 		}
 		head, _ := fc.br.Peek(end)
 		fc.raw = append(fc.raw[:0], head...)
+		buffered := fc.br.Buffered()
 		req, err := http.ReadRequest(fc.br)
 		if err != nil || !fastRequest(req) {
+			// ReadRequest stopped at the end of the headers, or before it
+			// on an error: what it read of them is in raw, so skip the rest
+			// of them (the buffer held them all, so nothing was read anew).
+			if read := buffered - fc.br.Buffered(); read < end {
+				fc.br.Discard(end - read)
+			}
 			fc.handoff(hand)
 			return
 		}
@@ -267,7 +303,11 @@ func (fc *fastConn) watchClient() {
 		return
 	}
 	defer close(fc.watchDone)
-	if _, err := fc.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	_, err := fc.br.Peek(1)
+	fc.watchMu.Lock()
+	interrupted := fc.unwatched // unwatch set a past deadline: whatever error that gave, the client is there
+	fc.watchMu.Unlock()
+	if err != nil && !interrupted {
 		fc.cancel()
 	}
 }
@@ -337,7 +377,7 @@ func (fc *fastConn) handoff(hand *handoffListener) {
 	if fc.c.hdrTO > 0 || fc.c.idleTO > 0 {
 		fc.conn.SetReadDeadline(time.Time{}) // net/http sets its own
 	}
-	hand.give(&prefixConn{Conn: fc.conn, prefix: prefix, tlsState: fc.tlsState})
+	hand.give(&prefixConn{Conn: fc.conn, prefix: prefix, tlsState: fc.tlsState, limit: fc.hdrLimit})
 }
 
 // fastRequest reports whether the fast server takes req: HTTP/1.1 in
@@ -394,7 +434,7 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	req.Close = false
 	req.URL.Scheme = "http"
 
-	res, err := c.sendLean(ctx, be, req)
+	res, err := c.sendLean(ctx, be, req, fc.got1xx)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -417,12 +457,12 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 // sendLean sends a request without body to the next endpoint of be, and to
 // the one after when the connection could not be made and the method is
 // idempotent.
-func (c *Controller) sendLean(ctx context.Context, be *backend, req *http.Request) (*http.Response, error) {
+func (c *Controller) sendLean(ctx context.Context, be *backend, req *http.Request, got1xx func(int, http.Header) error) (*http.Response, error) {
 	eps := be.eps
 	i := be.next()
 	addr := eps[i%uint64(len(eps))]
 	req.URL.Host = addr
-	res, err := c.up.roundTrip(ctx, req, addr)
+	res, err := c.up.roundTrip(ctx, req, addr, got1xx)
 	var de *dialError
 	if err == nil || len(eps) < 2 || !replayable(req) || !errors.As(err, &de) || ctx.Err() != nil {
 		return res, err
@@ -430,7 +470,7 @@ func (c *Controller) sendLean(ctx context.Context, be *backend, req *http.Reques
 	c.retries.Add(1)
 	addr = eps[(i+1)%uint64(len(eps))]
 	req.URL.Host = addr
-	return c.up.roundTrip(ctx, req, addr)
+	return c.up.roundTrip(ctx, req, addr, got1xx)
 }
 
 // hopByHop are the headers of one connection (RFC 9110 section 7.6.1, and
@@ -546,6 +586,18 @@ func (fc *fastConn) writeResponse(req *http.Request, res *http.Response, close b
 		return false
 	}
 	return bw.Flush() == nil
+}
+
+// write1xx passes an informational response of the backend (103 Early
+// Hints…) on to the client at once, as ReverseProxy does.
+func (fc *fastConn) write1xx(code int, h http.Header) error {
+	fc.statusLine(code)
+	removeHopByHop(h)
+	if err := h.Write(fc.bw); err != nil {
+		return err
+	}
+	fc.bw.WriteString("\r\n")
+	return fc.bw.Flush()
 }
 
 func (fc *fastConn) statusLine(code int) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/podnet/podnet/ingress"
+	"github.com/podnet/podnet/ingress/ingresstest"
 )
 
 // rawClient writes requests byte for byte to the plain-HTTP listener and
@@ -401,5 +403,225 @@ func TestFastSlowRequests(t *testing.T) {
 	}
 	if s := f.Stats(); s.Aborted != 0 {
 		t.Errorf("aborted: %d", s.Aborted)
+	}
+}
+
+// keepAliveBackend is a pod that reads requests on kept-alive connections
+// and answers the n-th (counted over all its connections) with the bytes
+// answer returns, after the delay it returns. It returns the count.
+func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req *http.Request) (string, time.Duration)) *atomic.Int32 {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int32
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					s, d := answer(n.Add(1), req)
+					time.Sleep(d)
+					if _, err := io.WriteString(conn, s); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	f.dialer.Map(podAddr(i), ln.Addr().String())
+	f.serve(t, "web.example.com", podAddr(i))
+	return &n
+}
+
+// TestFastBackendLeftovers: a backend connection with bytes after the end
+// of a response (a 204 or a HEAD answered with a body) is not reused: those
+// bytes never become the next request's response, another client's least
+// of all.
+func TestFastBackendLeftovers(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	keepAliveBackend(t, f, 1, func(n int32, req *http.Request) (string, time.Duration) {
+		switch {
+		case req.URL.Path == "/204":
+			return "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned", 0
+		case req.Method == "HEAD":
+			return "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned", 0
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal", 0
+	})
+	for _, first := range []struct{ method, path string }{{"GET", "/204"}, {"HEAD", "/"}} {
+		a := dialRaw(t, f.http)
+		a.send(first.method + " " + first.path + " HTTP/1.1\r\n" + host + "\r\n")
+		if res, body := a.read(first.method); res.StatusCode/100 != 2 || body != "" {
+			t.Fatalf("%s %s: %d %q", first.method, first.path, res.StatusCode, body)
+		}
+		b := dialRaw(t, f.http) // another client
+		b.send("GET / HTTP/1.1\r\n" + host + "\r\n")
+		if res, body := b.read("GET"); res.StatusCode != 200 || body != "real" {
+			t.Errorf("after %s %s, another client got %d %q, want its own answer", first.method, first.path, res.StatusCode, body)
+		}
+	}
+}
+
+// TestFastHeaderTimeoutNotRetried: a request whose backend does not answer
+// within UpstreamHeaderTimeout on a reused connection gets 504 and is not
+// sent again.
+func TestFastHeaderTimeoutNotRetried(t *testing.T) {
+	f := newFixture(t, ingress.Options{UpstreamHeaderTimeout: 200 * time.Millisecond})
+	n := keepAliveBackend(t, f, 1, func(n int32, req *http.Request) (string, time.Duration) {
+		if req.URL.Path == "/slow" {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", time.Second
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0
+	})
+	rc := dialRaw(t, f.http)
+	rc.send("GET / HTTP/1.1\r\n" + host + "\r\n") // the backend connection is then in the pool
+	rc.read("GET")
+	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.StatusCode != 504 {
+		t.Errorf("slow backend: %d %q, want 504", res.StatusCode, body)
+	}
+	if got := n.Load(); got != 2 {
+		t.Errorf("the backend got %d requests, want 2 (the slow one once)", got)
+	}
+}
+
+// gonetListener gives connections whose read timeouts are not
+// os.ErrDeadlineExceeded but a net.Error of their own, as gVisor's gonet
+// connections report them (a listener on a node's stack).
+type gonetListener struct{ net.Listener }
+
+func (l gonetListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return gonetConn{c}, nil
+}
+
+type gonetConn struct{ net.Conn }
+
+func (c gonetConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		err = &net.OpError{Op: "read", Net: "tcp", Err: gonetTimeout{}}
+	}
+	return n, err
+}
+
+type gonetTimeout struct{}
+
+func (gonetTimeout) Error() string   { return "i/o timeout" }
+func (gonetTimeout) Timeout() bool   { return true }
+func (gonetTimeout) Temporary() bool { return true }
+
+// TestFastWatchAnyTimeout: the end of the client watch (a read deadline in
+// the past) is not taken for a client that left, whatever error the
+// connection reports for it.
+func TestFastWatchAnyTimeout(t *testing.T) {
+	checkLeaks(t)
+	d := &ingresstest.MapDialer{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ingress.New(ingress.Options{HTTPListener: gonetListener{ln}, Dialer: d, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	f := &fixture{Controller: c, dialer: d, http: c.HTTPAddr().String()}
+	mux := http.NewServeMux()
+	mux.Handle("/", echoHandler("web-1"))
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(700 * time.Millisecond) // past the watch delay
+		io.WriteString(w, "slow")
+	})
+	f.serve(t, "web.example.com", f.pod(t, 1, mux))
+	rc := dialRaw(t, f.http)
+	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
+		t.Fatalf("slow: %d %q", res.StatusCode, body)
+	}
+	rc.send("GET /next HTTP/1.1\r\n" + host + "\r\n")
+	if res, body := rc.read("GET"); res.StatusCode != 200 || decodeEcho(t, body).URI != "/next" {
+		t.Errorf("the request after a slow one: %d %q", res.StatusCode, body)
+	}
+	if s := f.Stats(); s.Aborted != 0 {
+		t.Errorf("aborted: %d", s.Aborted)
+	}
+}
+
+// TestFastLongSlowHeaders: a client whose headers outgrow the fast
+// server's buffer just before ReadHeaderTimeout, and then dribble, is
+// closed at that timeout: net/http, which gets the connection, does not
+// start the headers' time again.
+func TestFastLongSlowHeaders(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	f := newFixture(t, ingress.Options{ReadHeaderTimeout: timeout})
+	f.serve(t, "web.example.com", f.pod(t, 1, echoHandler("web")))
+	conn := dialFrom(t, "127.0.0.2", f.http)
+	start := time.Now()
+	req := "GET / HTTP/1.1\r\n" + host + "X-Long: " + strings.Repeat("x", 5000)
+	conn.Write([]byte(req[:4000]))
+	time.Sleep(timeout - 50*time.Millisecond)
+	conn.Write([]byte(req[4000:4200])) // now over the buffer: handed to net/http
+	for i := 4200; i < len(req); i++ {
+		if _, err := conn.Write([]byte{req[i]}); err != nil || closedWithin(conn, 30*time.Millisecond) {
+			break
+		}
+	}
+	// Without the limit it would be closed at about timeout-50ms+timeout.
+	if d := time.Since(start); d > timeout+250*time.Millisecond {
+		t.Errorf("closed after %v, want about %v (ReadHeaderTimeout once)", d, timeout)
+	}
+}
+
+// TestEarlyHints: a backend's 103 reaches the client before the final
+// response, on the fast server (GET) and on net/http's side (a POST).
+func TestEarlyHints(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	keepAliveBackend(t, f, 1, func(int32, *http.Request) (string, time.Duration) {
+		return "HTTP/1.1 103 Early Hints\r\nLink: </site.css>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0
+	})
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\n" + host + "\r\n",
+		"POST / HTTP/1.1\r\n" + host + "Content-Length: 2\r\n\r\nhi",
+	} {
+		rc := dialRaw(t, f.http)
+		rc.send(req)
+		res, _ := rc.read("GET")
+		if res.StatusCode != 103 || res.Header.Get("Link") != "</site.css>; rel=preload" {
+			t.Errorf("%.4s: first response %d %v, want the 103 with its Link", req, res.StatusCode, res.Header)
+		}
+		if res, body := rc.read("GET"); res.StatusCode != 200 || body != "ok" {
+			t.Errorf("%.4s: final response %d %q", req, res.StatusCode, body)
+		}
 	}
 }

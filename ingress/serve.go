@@ -155,7 +155,7 @@ func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // roundTrip sends req to req.URL.Host.
 func (c *Controller) roundTrip(req *http.Request) (*http.Response, error) {
 	if lean(req) {
-		return c.up.roundTrip(req.Context(), req, req.URL.Host)
+		return c.up.roundTrip(req.Context(), req, req.URL.Host, nil)
 	}
 	return c.transport.RoundTrip(req)
 }

@@ -89,17 +89,25 @@ func lean(out *http.Request) bool {
 // http.Transport does.
 // The connection is closed, and the request fails with ctx's error, when
 // ctx ends before the response's body has been read.
-func (u *upstream) roundTrip(ctx context.Context, req *http.Request, addr string) (*http.Response, error) {
+//
+// Informational responses (103 Early Hints…) go to got1xx, or if it is nil
+// to the Got1xxResponse of ctx's httptrace.ClientTrace (ReverseProxy's).
+func (u *upstream) roundTrip(ctx context.Context, req *http.Request, addr string, got1xx func(int, http.Header) error) (*http.Response, error) {
 	uc, reused, err := u.get(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	res, err, answered := u.exchange(ctx, uc, req)
+	if got1xx == nil {
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			got1xx = func(code int, h http.Header) error { return trace.Got1xxResponse(code, textproto.MIMEHeader(h)) }
+		}
+	}
+	res, err, answered := u.exchange(ctx, uc, req, got1xx)
 	if err != nil && reused && !answered && replayable(req) && ctx.Err() == nil {
 		if uc, err = u.dial(ctx, addr); err != nil {
 			return nil, err
 		}
-		res, err, _ = u.exchange(ctx, uc, req)
+		res, err, _ = u.exchange(ctx, uc, req, got1xx)
 	}
 	return res, err
 }
@@ -117,7 +125,7 @@ func (u *upstream) get(ctx context.Context, addr string) (uc *upConn, reused boo
 			u.idle[addr] = list[:len(list)-1]
 		}
 		u.nidle--
-		if now.Sub(uc.idleAt) < upIdleTimeout && !peerClosed(uc.conn) {
+		if now.Sub(uc.idleAt) < upIdleTimeout && uc.br.Buffered() == 0 && !peerClosed(uc.conn) {
 			u.mu.Unlock()
 			return uc, true, nil
 		}
@@ -217,7 +225,7 @@ func (upTimeout) Temporary() bool { return true }
 // exchange writes req on uc and reads the response headers. The connection
 // is closed when ctx ends (until the body is read or closed) or the headers do not come in time; answered
 // tells whether any byte of a response was read before an error.
-func (u *upstream) exchange(ctx context.Context, uc *upConn, req *http.Request) (res *http.Response, err error, answered bool) {
+func (u *upstream) exchange(ctx context.Context, uc *upConn, req *http.Request, got1xx func(int, http.Header) error) (res *http.Response, err error, answered bool) {
 	stop := context.AfterFunc(ctx, func() { uc.conn.Close() })
 	var timer *time.Timer
 	var timedOut atomic.Bool
@@ -235,7 +243,9 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, req *http.Request) 
 		uc.conn.Close()
 		switch {
 		case timedOut.Load():
-			err = upTimeout{uc.addr}
+			// The backend had the request all that time: it is not sent
+			// again (answered stops roundTrip's retry).
+			return nil, upTimeout{uc.addr}, true
 		case ctx.Err() != nil:
 			err = ctx.Err()
 		}
@@ -248,7 +258,6 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, req *http.Request) 
 	if err := uc.bw.Flush(); err != nil {
 		return fail(err)
 	}
-	trace := httptrace.ContextClientTrace(ctx)
 	for n1xx := 0; ; n1xx++ {
 		answered = answered || uc.br.Buffered() > 0
 		uc.src.n = upMaxHeaderBytes + int64(uc.br.Buffered())
@@ -268,8 +277,8 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, req *http.Request) 
 		if n1xx >= upMax1xx {
 			return fail(fmt.Errorf("backend %s sent too many informational responses", uc.addr))
 		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
+		if got1xx != nil {
+			if err := got1xx(code, res.Header); err != nil {
 				return fail(err)
 			}
 		}
@@ -316,7 +325,11 @@ func (b *upBody) finish(eof bool) {
 	if !b.done.CompareAndSwap(false, true) {
 		return
 	}
-	if b.stop() && eof && b.reuse {
+	// Bytes after the end of the response (a 204 or a HEAD answered with
+	// a body, more than Content-Length) would be taken as the next
+	// request's response, perhaps another client's: such a connection is
+	// not reused, as http.Transport does not.
+	if b.stop() && eof && b.reuse && b.uc.br.Buffered() == 0 {
 		b.u.put(b.uc)
 		return
 	}

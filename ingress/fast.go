@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -487,7 +488,7 @@ func removeHopByHop(h http.Header) {
 	teTrailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
 	for _, v := range h["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
-			if name = textprotoTrim(name); name != "" {
+			if name = textproto.TrimString(name); name != "" {
 				h.Del(name)
 			}
 		}
@@ -499,8 +500,6 @@ func removeHopByHop(h http.Header) {
 		h["Te"] = []string{"trailers"}
 	}
 }
-
-func textprotoTrim(s string) string { return strings.Trim(s, " \t") }
 
 // writeResponse writes res to the client: status line, headers without the
 // hop-by-hop ones, and the body framed by Content-Length when the backend

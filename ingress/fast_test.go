@@ -61,37 +61,6 @@ func (r *rawClient) read(method string) (*http.Response, string) {
 	return res, string(b)
 }
 
-// rawBackend is a pod that answers each connection with the function's
-// bytes once the request's headers are in, and then closes it.
-func rawBackend(t testing.TB, f *fixture, i int, answer func(req *http.Request) string) (accepted *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	accepted = new(atomic.Int32)
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			req, err := http.ReadRequest(bufio.NewReader(conn))
-			if err == nil {
-				io.WriteString(conn, answer(req))
-			}
-			conn.Close()
-		}
-	}()
-	f.dialer.Map(podAddr(i), ln.Addr().String())
-	f.serve(t, "web.example.com", podAddr(i))
-	return accepted
-}
-
 const host = "Host: web.example.com\r\n"
 
 // TestFastHandoff: on one connection, requests the fast server takes and
@@ -253,7 +222,9 @@ func TestFastResponses(t *testing.T) {
 func TestFastBackendConnections(t *testing.T) {
 	t.Run("closed after each response", func(t *testing.T) {
 		f := newFixture(t, ingress.Options{})
-		accepted := rawBackend(t, f, 1, func(*http.Request) string { return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" })
+		counts := scriptedBackend(t, f, 1, func(*http.Request) reply {
+			return reply{data: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close: true}
+		})
 		rc := dialRaw(t, f.http)
 		for i := range 5 {
 			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
@@ -261,7 +232,7 @@ func TestFastBackendConnections(t *testing.T) {
 				t.Fatalf("request %d: %d %q", i, res.StatusCode, body)
 			}
 		}
-		if n := accepted.Load(); n != 5 {
+		if n := counts.conns.Load(); n != 5 {
 			t.Errorf("backend connections: %d, want 5", n)
 		}
 		if s := f.Stats(); s.UpstreamErrors != 0 {
@@ -270,7 +241,9 @@ func TestFastBackendConnections(t *testing.T) {
 	})
 	t.Run("close-delimited", func(t *testing.T) {
 		f := newFixture(t, ingress.Options{})
-		rawBackend(t, f, 1, func(*http.Request) string { return "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end" })
+		scriptedBackend(t, f, 1, func(*http.Request) reply {
+			return reply{data: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", close: true}
+		})
 		rc := dialRaw(t, f.http)
 		for range 2 {
 			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
@@ -286,7 +259,7 @@ func TestFastBackendConnections(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t, ingress.Options{})
-			rawBackend(t, f, 1, func(*http.Request) string { return answer })
+			scriptedBackend(t, f, 1, func(*http.Request) reply { return reply{data: answer, close: true} })
 			rc := dialRaw(t, f.http)
 			rc.send("GET / HTTP/1.1\r\n" + host + "\r\n")
 			if name == "cut body" {
@@ -406,16 +379,27 @@ func TestFastSlowRequests(t *testing.T) {
 	}
 }
 
-// keepAliveBackend is a pod that reads requests on kept-alive connections
-// and answers the n-th (counted over all its connections) with the bytes
-// answer returns, after the delay it returns. It returns the count.
-func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req *http.Request) (string, time.Duration)) *atomic.Int32 {
+// reply is what a scriptedBackend writes for a request: data, after
+// delay; with close, it then closes the connection.
+type reply struct {
+	data  string
+	delay time.Duration
+	close bool
+}
+
+// backendCounts are a scriptedBackend's connections and requests so far.
+type backendCounts struct{ conns, requests atomic.Int32 }
+
+// scriptedBackend is the pod of podAddr(i), routed for web.example.com,
+// which reads requests on kept-alive connections and answers each with the
+// reply script gives for it.
+func scriptedBackend(t testing.TB, f *fixture, i int, script func(*http.Request) reply) *backendCounts {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int32
+	var counts backendCounts
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -434,6 +418,7 @@ func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req 
 			if err != nil {
 				return
 			}
+			counts.conns.Add(1)
 			mu.Lock()
 			conns = append(conns, conn)
 			mu.Unlock()
@@ -445,9 +430,10 @@ func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req 
 					if err != nil {
 						return
 					}
-					s, d := answer(n.Add(1), req)
-					time.Sleep(d)
-					if _, err := io.WriteString(conn, s); err != nil {
+					counts.requests.Add(1)
+					r := script(req)
+					time.Sleep(r.delay)
+					if _, err := io.WriteString(conn, r.data); err != nil || r.close {
 						return
 					}
 				}
@@ -456,7 +442,7 @@ func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req 
 	})
 	f.dialer.Map(podAddr(i), ln.Addr().String())
 	f.serve(t, "web.example.com", podAddr(i))
-	return &n
+	return &counts
 }
 
 // TestFastBackendLeftovers: a backend connection with bytes after the end
@@ -465,14 +451,14 @@ func keepAliveBackend(t testing.TB, f *fixture, i int, answer func(n int32, req 
 // of all.
 func TestFastBackendLeftovers(t *testing.T) {
 	f := newFixture(t, ingress.Options{})
-	keepAliveBackend(t, f, 1, func(n int32, req *http.Request) (string, time.Duration) {
+	scriptedBackend(t, f, 1, func(req *http.Request) reply {
 		switch {
 		case req.URL.Path == "/204":
-			return "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned", 0
+			return reply{data: "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"}
 		case req.Method == "HEAD":
-			return "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned", 0
+			return reply{data: "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\npoisoned"}
 		}
-		return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal", 0
+		return reply{data: "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"}
 	})
 	for _, first := range []struct{ method, path string }{{"GET", "/204"}, {"HEAD", "/"}} {
 		a := dialRaw(t, f.http)
@@ -493,11 +479,12 @@ func TestFastBackendLeftovers(t *testing.T) {
 // sent again.
 func TestFastHeaderTimeoutNotRetried(t *testing.T) {
 	f := newFixture(t, ingress.Options{UpstreamHeaderTimeout: 200 * time.Millisecond})
-	n := keepAliveBackend(t, f, 1, func(n int32, req *http.Request) (string, time.Duration) {
+	counts := scriptedBackend(t, f, 1, func(req *http.Request) reply {
+		r := reply{data: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}
 		if req.URL.Path == "/slow" {
-			return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", time.Second
+			r.delay = time.Second
 		}
-		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0
+		return r
 	})
 	rc := dialRaw(t, f.http)
 	rc.send("GET / HTTP/1.1\r\n" + host + "\r\n") // the backend connection is then in the pool
@@ -506,7 +493,7 @@ func TestFastHeaderTimeoutNotRetried(t *testing.T) {
 	if res, body := rc.read("GET"); res.StatusCode != 504 {
 		t.Errorf("slow backend: %d %q, want 504", res.StatusCode, body)
 	}
-	if got := n.Load(); got != 2 {
+	if got := counts.requests.Load(); got != 2 {
 		t.Errorf("the backend got %d requests, want 2 (the slow one once)", got)
 	}
 }
@@ -606,9 +593,9 @@ func TestFastLongSlowHeaders(t *testing.T) {
 // response, on the fast server (GET) and on net/http's side (a POST).
 func TestEarlyHints(t *testing.T) {
 	f := newFixture(t, ingress.Options{})
-	keepAliveBackend(t, f, 1, func(int32, *http.Request) (string, time.Duration) {
-		return "HTTP/1.1 103 Early Hints\r\nLink: </site.css>; rel=preload\r\n\r\n" +
-			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 0
+	scriptedBackend(t, f, 1, func(*http.Request) reply {
+		return reply{data: "HTTP/1.1 103 Early Hints\r\nLink: </site.css>; rel=preload\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}
 	})
 	for _, req := range []string{
 		"GET / HTTP/1.1\r\n" + host + "\r\n",

@@ -4,6 +4,7 @@
 package clusterdnstest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -53,15 +54,9 @@ type Upstream struct {
 // the test.
 func StartUpstream(t testing.TB, h dns.HandlerFunc) *Upstream {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := listenBoth()
 	if err != nil {
-		t.Fatalf("upstream: listen udp: %v", err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		t.Fatalf("upstream: listen tcp on port %d: %v", port, err)
+		t.Fatalf("upstream: %v", err)
 	}
 	u := &Upstream{Addr: netip.MustParseAddrPort(pc.LocalAddr().String()), Handler: h}
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
@@ -88,6 +83,26 @@ func StartUpstream(t testing.TB, h dns.HandlerFunc) *Upstream {
 		<-done
 	})
 	return u
+}
+
+// listenBoth opens UDP and TCP on one free port of 127.0.0.1. The UDP
+// port the kernel picks may be taken for TCP (by another test binary,
+// running alongside): then it tries another.
+func listenBoth() (net.PacketConn, net.Listener, error) {
+	var lastErr error
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen udp: %w", err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		lastErr = err
+	}
+	return nil, nil, fmt.Errorf("no port of 127.0.0.1 free for both UDP and TCP in 20 tries: %w", lastErr)
 }
 
 // Queries is how many queries the upstream has received.

@@ -409,19 +409,9 @@ func fastRequest(req *http.Request) bool {
 // next request.
 func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	c := fc.c
-	host, p := normalizeHost(req.Host), cleanPath(req.URL.Path)
-	rt := c.table.Load().route(host, p)
-	if rt == nil {
-		c.noRoute.Add(1)
-		if host == "" {
-			host = "(none)"
-		}
-		return fc.plain(req, http.StatusNotFound, "404 page not found: no Ingress rule for host "+host+" path "+p)
-	}
-	be := rt.backend
-	if len(be.eps) == 0 {
-		c.noEndpoint.Add(1)
-		return fc.plain(req, http.StatusServiceUnavailable, "503 Service Unavailable: "+be.unavailable)
+	be, code, msg := c.lookup(req.Host, req.URL.Path)
+	if be == nil {
+		return fc.plain(req, code, msg)
 	}
 
 	clientClose := req.Close
@@ -435,7 +425,9 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	req.Close = false
 	req.URL.Scheme = "http"
 
-	res, err := c.sendLean(ctx, be, req, fc.got1xx)
+	res, err := c.balance(ctx, be, req, func(r *http.Request) (*http.Response, error) {
+		return c.up.roundTrip(ctx, r, r.URL.Host, fc.got1xx)
+	})
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
@@ -453,25 +445,6 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	ok := fc.writeResponse(req, res, clientClose)
 	res.Body.Close()
 	return ok && !clientClose
-}
-
-// sendLean sends a request without body to the next endpoint of be, and to
-// the one after when the connection could not be made and the method is
-// idempotent.
-func (c *Controller) sendLean(ctx context.Context, be *backend, req *http.Request, got1xx func(int, http.Header) error) (*http.Response, error) {
-	eps := be.eps
-	i := be.next()
-	addr := eps[i%uint64(len(eps))]
-	req.URL.Host = addr
-	res, err := c.up.roundTrip(ctx, req, addr, got1xx)
-	var de *dialError
-	if err == nil || len(eps) < 2 || !replayable(req) || !errors.As(err, &de) || ctx.Err() != nil {
-		return res, err
-	}
-	c.retries.Add(1)
-	addr = eps[(i+1)%uint64(len(eps))]
-	req.URL.Host = addr
-	return c.up.roundTrip(ctx, req, addr, got1xx)
 }
 
 // hopByHop are the headers of one connection (RFC 9110 section 7.6.1, and

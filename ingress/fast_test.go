@@ -343,12 +343,11 @@ func TestFastTLS(t *testing.T) {
 	}
 }
 
-// TestFastSlowRequests: requests that take longer than the fast server
-// waits before it watches the client (half a second) are answered, and the
-// connection goes on, whether the client waits or has already sent its
-// next request.
-func TestFastSlowRequests(t *testing.T) {
-	f := newFixture(t, ingress.Options{})
+// slowFirst routes web.example.com to a pod that echoes every request but
+// /slow, which it answers "slow" after 700 ms (past the fast server's
+// watch delay); it returns a connection on which GET /slow was answered.
+func slowFirst(t *testing.T, f *fixture) *rawClient {
+	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle("/", echoHandler("web-1"))
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
@@ -361,6 +360,16 @@ func TestFastSlowRequests(t *testing.T) {
 	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
 		t.Fatalf("slow: %d %q", res.StatusCode, body)
 	}
+	return rc
+}
+
+// TestFastSlowRequests: requests that take longer than the fast server
+// waits before it watches the client (half a second) are answered, and the
+// connection goes on, whether the client waits or has already sent its
+// next request.
+func TestFastSlowRequests(t *testing.T) {
+	f := newFixture(t, ingress.Options{})
+	rc := slowFirst(t, f)
 	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n" + "GET /after HTTP/1.1\r\n" + host + "\r\n")
 	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
 		t.Fatalf("slow, pipelined: %d %q", res.StatusCode, body)
@@ -543,18 +552,7 @@ func TestFastWatchAnyTimeout(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	f := &fixture{Controller: c, dialer: d, http: c.HTTPAddr().String()}
-	mux := http.NewServeMux()
-	mux.Handle("/", echoHandler("web-1"))
-	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(700 * time.Millisecond) // past the watch delay
-		io.WriteString(w, "slow")
-	})
-	f.serve(t, "web.example.com", f.pod(t, 1, mux))
-	rc := dialRaw(t, f.http)
-	rc.send("GET /slow HTTP/1.1\r\n" + host + "\r\n")
-	if res, body := rc.read("GET"); res.StatusCode != 200 || body != "slow" {
-		t.Fatalf("slow: %d %q", res.StatusCode, body)
-	}
+	rc := slowFirst(t, f)
 	rc.send("GET /next HTTP/1.1\r\n" + host + "\r\n")
 	if res, body := rc.read("GET"); res.StatusCode != 200 || decodeEcho(t, body).URI != "/next" {
 		t.Errorf("the request after a slow one: %d %q", res.StatusCode, body)

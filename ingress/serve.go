@@ -27,20 +27,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
 	}
 
-	host, p := normalizeHost(r.Host), cleanPath(r.URL.Path)
-	rt := c.table.Load().route(host, p)
-	if rt == nil {
-		c.noRoute.Add(1)
-		if host == "" {
-			host = "(none)"
-		}
-		c.plain(w, http.StatusNotFound, "404 page not found: no Ingress rule for host "+host+" path "+p)
-		return
-	}
-	be := rt.backend
-	if len(be.eps) == 0 {
-		c.noEndpoint.Add(1)
-		c.plain(w, http.StatusServiceUnavailable, "503 Service Unavailable: "+be.unavailable)
+	be, code, msg := c.lookup(r.Host, r.URL.Path)
+	if be == nil {
+		c.plain(w, code, msg)
 		return
 	}
 	if c.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
@@ -52,6 +41,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, c.maxBody)
 	}
 	be.proxy.ServeHTTP(w, r)
+}
+
+// lookup finds the backend of a request for host and path, or, counted,
+// the answer the Controller gives itself: 404 when no rule matches, 503
+// when the backend has no ready endpoint.
+func (c *Controller) lookup(host, path string) (be *backend, code int, msg string) {
+	host, path = normalizeHost(host), cleanPath(path)
+	rt := c.table.Load().route(host, path)
+	if rt == nil {
+		c.noRoute.Add(1)
+		if host == "" {
+			host = "(none)"
+		}
+		return nil, http.StatusNotFound, "404 page not found: no Ingress rule for host " + host + " path " + path
+	}
+	if len(rt.backend.eps) == 0 {
+		c.noEndpoint.Add(1)
+		return nil, http.StatusServiceUnavailable, "503 Service Unavailable: " + rt.backend.unavailable
+	}
+	return rt.backend, 0, ""
 }
 
 // plain answers with a short plain-text body of the Controller's own.
@@ -128,28 +137,33 @@ type backendTransport struct {
 }
 
 func (t *backendTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	eps := t.be.eps
-	i := t.be.next()
-	req.URL.Host = eps[i%uint64(len(eps))]
-	canRetry := len(eps) > 1 && replayable(req)
-	if canRetry && req.Body != nil {
+	if len(t.be.eps) > 1 && replayable(req) && req.Body != nil {
 		// The Transport closes the body when it fails, and ReverseProxy's
-		// body refuses reads once closed: keep it open for the retry.
+		// body refuses reads once closed: keep it open for the retry (a
+		// failed dial has read none of it).
 		req.Body = keepOpen{req.Body}
 	}
-	res, err := t.c.roundTrip(req)
+	return t.c.balance(req.Context(), t.be, req, t.c.roundTrip)
+}
+
+// balance sends req to the next endpoint of be, in turn, and once more to
+// the following one when the connection could not be made (a dialError:
+// nothing was sent) and the request may be repeated.
+func (c *Controller) balance(ctx context.Context, be *backend, req *http.Request, send func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+	eps := be.eps
+	i := be.next()
+	req.URL.Host = eps[i%uint64(len(eps))]
+	res, err := send(req)
 	var de *dialError
-	if err == nil || !canRetry || !errors.As(err, &de) || req.Context().Err() != nil {
+	if err == nil || len(eps) < 2 || !replayable(req) || !errors.As(err, &de) || ctx.Err() != nil {
 		return res, err
 	}
-	// Nothing was sent: the Transport failed before it had a connection,
-	// so it has not read the body.
-	t.c.retries.Add(1)
+	c.retries.Add(1)
 	retry := *req
 	u := *req.URL
 	u.Host = eps[(i+1)%uint64(len(eps))]
 	retry.URL = &u
-	return t.c.roundTrip(&retry)
+	return send(&retry)
 }
 
 // roundTrip sends req to req.URL.Host.

@@ -18,6 +18,9 @@
 // the agent killed it, or the agent itself died (the init has a parent-death signal) — the kernel
 // kills every process left in its PID namespace.
 //
+// It uses route netlink and TAP only: no netfilter, XFRM, bridge, traffic control, kernel module
+// or sysctl, so it works on kernels built without them (see the nonetfilter test mode).
+//
 // This package must never change the host's interfaces, routes, sysctls or mounts.
 package sandbox
 
@@ -46,7 +49,8 @@ type Config struct {
 	MTU int
 	// Queues is the number of queues of eth0: with more than one it is a multi-queue TAP
 	// (IFF_MULTI_QUEUE), one descriptor per queue, so the pod's flows can be read by several
-	// goroutines at once. Zero means DefaultQueues(); 1 gives a single-queue TAP.
+	// goroutines at once. Zero means DefaultQueues(); 1 gives a single-queue TAP. Where the kernel
+	// refuses a multi-queue TAP, eth0 gets one queue: TAPQueues tells how many it has.
 	Queues int
 }
 
@@ -126,7 +130,13 @@ func createHere(cfg Config) (_ *Sandbox, err error) {
 	// Every queue is opened here, in the pod's namespace (and, rootless, its user namespace,
 	// where this thread has CAP_NET_ADMIN): TUNSETIFF finds eth0 by name in the thread's
 	// namespace.
-	if sb.devs, err = tap.OpenQueues("eth0", cfg.Queues); err != nil {
+	sb.devs, err = tap.OpenQueues("eth0", cfg.Queues)
+	if errors.Is(err, unix.EINVAL) && cfg.Queues > 1 {
+		// A kernel (or a TUN driver) without multi-queue TAP refuses IFF_MULTI_QUEUE: one
+		// queue carries the pod all the same.
+		sb.devs, err = tap.OpenQueues("eth0", 1)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("sandbox: open TAP eth0: %w", err)
 	}
 	if err := configure(cfg); err != nil {
@@ -137,7 +147,9 @@ func createHere(cfg Config) (_ *Sandbox, err error) {
 
 // configure sets up lo and eth0 of the calling thread's network namespace.
 func configure(cfg Config) error {
-	h, err := netlink.NewHandle()
+	// Route netlink only: a handle without families opens a socket of every family the library
+	// knows, NETLINK_NETFILTER and NETLINK_XFRM among them, and fails on kernels without them.
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("sandbox: netlink in pod namespace: %w", err)
 	}
@@ -191,8 +203,9 @@ func (sb *Sandbox) TAP() *tap.Device {
 	return sb.devs[0]
 }
 
-// TAPQueues returns every queue of the pod's TAP device (Config.Queues of them), the first being
-// TAP's. The sandbox keeps ownership: Close closes them.
+// TAPQueues returns every queue of the pod's TAP device (Config.Queues of them, or one where the
+// kernel has no multi-queue TAP), the first being TAP's. The sandbox keeps ownership: Close
+// closes them.
 func (sb *Sandbox) TAPQueues() []*tap.Device { return sb.devs }
 
 // NetNS returns a descriptor of the pod's network namespace, valid until Close.

@@ -74,7 +74,7 @@ func kernelPod(t *testing.T, s *stack.Stack, ip netip.Addr, queues int) *netnsTh
 		if devs, err = tap.OpenQueues("eth0", queues); err != nil {
 			return err
 		}
-		h, err := netlink.NewHandle()
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
 		}

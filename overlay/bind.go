@@ -28,6 +28,7 @@ type udpBind struct {
 	pc batchConn    // c, read and written in batches (recvmmsg, sendmmsg)
 
 	gso atomic.Bool // UDP segmentation offload on send; turned off if the kernel refuses it
+	gro atomic.Bool // the socket reads coalesced datagrams (UDP_GRO)
 }
 
 // batchConn is what ipv4.PacketConn and ipv6.PacketConn share.
@@ -83,7 +84,7 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	_ = c.SetReadBuffer(socketBuffer)
 	_ = c.SetWriteBuffer(socketBuffer)
 	b.c = c
-	b.gso.Store(true)
+	b.gso.Store(supportsGSO(c))
 	if addr.Addr().Is4() {
 		b.pc = ipv4.NewPacketConn(c)
 	} else {
@@ -91,7 +92,8 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	pc := b.pc
 	actual := c.LocalAddr().(*net.UDPAddr).AddrPort().Port()
-	if enableGRO(c) {
+	b.gro.Store(enableGRO(c))
+	if b.gro.Load() {
 		r := newGROReader(pc)
 		return []conn.ReceiveFunc{r.receive}, actual, nil
 	}
@@ -267,6 +269,26 @@ func endpointOf(a net.Addr) udpEndpoint {
 	from := a.(*net.UDPAddr).AddrPort()
 	return udpEndpoint(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
 }
+
+// supportsGSO reports whether the kernel knows UDP segmentation offload (UDP_SEGMENT, Linux
+// 4.18), asking as wireguard-go does: a kernel without it refuses the socket option. Sends then
+// carry one datagram per message.
+func supportsGSO(c *net.UDPConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		_, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); err != nil || serr != nil {
+		return false
+	}
+	return true
+}
+
+// offloads reports whether sends use UDP GSO and reads UDP GRO.
+func (b *udpBind) offloads() (gso, gro bool) { return b.gso.Load(), b.gro.Load() }
 
 // enableGRO asks the kernel to coalesce datagrams of one flow (UDP_GRO): a burst of encrypted
 // packets then reaches us in a few large reads. It reports whether the kernel agreed.

@@ -172,6 +172,11 @@ func New(opts Options) (*Overlay, error) {
 		o.dev.Close()
 		return nil, fmt.Errorf("new overlay: bring device up: %w", err)
 	}
+	if b, ok := opts.Bind.(*udpBind); ok {
+		// Both are optional: without them every datagram costs a system call of its own.
+		gso, gro := b.offloads()
+		o.log.Info("overlay: UDP offloads", "gso", gso, "gro", gro)
+	}
 	return o, nil
 }
 

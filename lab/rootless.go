@@ -60,20 +60,28 @@ func daemonAttr() *syscall.SysProcAttr {
 func preflight() error {
 	if err := unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return errors.New("/dev/net/tun does not exist: podnet needs the tun driver (modprobe tun, or a container started with --device /dev/net/tun)")
+			return errors.New("/dev/net/tun does not exist: podnet needs the kernel's TUN/TAP driver (CONFIG_TUN; where it is a module: modprobe tun; in a container: --device /dev/net/tun)")
 		}
 		return fmt.Errorf("cannot open /dev/net/tun for reading and writing (%v): podnet needs it to make pod TAP devices; "+
 			"it is mode 0666 on stock Debian and Ubuntu, and an administrator can restore that with: chmod 0666 /dev/net/tun", err)
 	}
-	if os.Geteuid() == 0 {
-		return nil
+	if os.Geteuid() != 0 {
+		// Try the user namespace the daemon will need.
+		cmd := exec.Command("/proc/self/exe", "--help")
+		cmd.SysProcAttr = daemonAttr()
+		cmd.SysProcAttr.Setsid = false
+		if err := cmd.Run(); err != nil {
+			return userNamespaceError(err, readSysctl)
+		}
 	}
-	// Try the user namespace the daemon will need.
+	// And the namespaces of a pod: its network namespace, and the PID and mount namespaces its
+	// containers run in.
 	cmd := exec.Command("/proc/self/exe", "--help")
 	cmd.SysProcAttr = daemonAttr()
 	cmd.SysProcAttr.Setsid = false
+	cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET | syscall.CLONE_NEWPID | syscall.CLONE_NEWNS
 	if err := cmd.Run(); err != nil {
-		return userNamespaceError(err, readSysctl)
+		return fmt.Errorf("podnet needs network, PID and mount namespaces (a kernel with CONFIG_NET_NS and CONFIG_PID_NS), and making them failed: %v", err)
 	}
 	return nil
 }

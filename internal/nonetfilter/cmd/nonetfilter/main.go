@@ -4,10 +4,13 @@
 // podnet's no-netfilter test mode (package nonetfilter). Refused system calls get the errno such a
 // kernel gives; stand-ins for iptables, nft, modprobe, sysctl and the like are first on PATH.
 //
-//	nonetfilter [-allow] -- COMMAND [ARG...]
+//	nonetfilter [-allow] [-tolerate NAME[,NAME...]] -- COMMAND [ARG...]
 //
 // It prints what was refused or called, and exits with the command's status, or 3 if the command
-// succeeded but something was refused or a stand-in was called (unless -allow).
+// succeeded but something was refused or a stand-in was called (unless -allow). Refusals to the
+// programs named by -tolerate (by their process name) are printed but do not fail the run: test
+// tools that probe netfilter and carry on without it, as tshark's dumpcap does when it lists
+// nflog capture interfaces.
 package main
 
 import (
@@ -16,6 +19,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 
 	"github.com/podnet/podnet/internal/nonetfilter"
 )
@@ -23,8 +28,9 @@ import (
 func main() {
 	nonetfilter.MaybeChild()
 	allow := flag.Bool("allow", false, "exit with the command's status even if calls were refused or stand-ins called")
+	tolerate := flag.String("tolerate", "", "comma-separated process names whose refused calls do not fail the run")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: nonetfilter [-allow] -- COMMAND [ARG...]")
+		fmt.Fprintln(os.Stderr, "usage: nonetfilter [-allow] [-tolerate NAME[,NAME...]] -- COMMAND [ARG...]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -32,10 +38,14 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	os.Exit(run(flag.Args(), *allow))
+	var tolerated []string
+	if *tolerate != "" {
+		tolerated = strings.Split(*tolerate, ",")
+	}
+	os.Exit(run(flag.Args(), *allow, tolerated))
 }
 
-func run(args []string, allow bool) int {
+func run(args []string, allow bool, tolerated []string) int {
 	dir, err := os.MkdirTemp("", "nonetfilter-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nonetfilter:", err)
@@ -54,9 +64,20 @@ func run(args []string, allow bool) int {
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "nonetfilter:", err)
 		return 1
-	case !rep.Clean() && !allow:
+	case !allow && !clean(rep, tolerated):
 		fmt.Fprintln(os.Stderr, "nonetfilter: FAIL: the command needed what a kernel without netfilter does not have")
 		return 3
 	}
 	return 0
+}
+
+// clean reports whether nothing but the tolerated programs' calls was refused and no stand-in was
+// called.
+func clean(rep nonetfilter.Report, tolerated []string) bool {
+	for _, r := range rep.Refused {
+		if !slices.Contains(tolerated, r.Command) {
+			return false
+		}
+	}
+	return len(rep.StandIns) == 0
 }

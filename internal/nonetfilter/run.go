@@ -92,19 +92,30 @@ func (r Refusal) String() string {
 
 // Report is what a command run under the filter did that a kernel without netfilter refuses.
 type Report struct {
-	Refused  []Refusal // in the order they were answered
+	Refused  []Refusal // in the order they were answered; the first MaxRecorded of them
+	Unlisted int       // refusals past MaxRecorded, counted only
 	StandIns []string  // one line per stand-in call: "iptables -L (pid 12, parent 11)"
 }
+
+// MaxRecorded bounds Report.Refused: a program that retries a refused call in a loop must not
+// grow the supervisor without bound.
+const MaxRecorded = 1000
 
 // Clean reports whether nothing was refused and no stand-in was called.
 func (r Report) Clean() bool { return len(r.Refused) == 0 && len(r.StandIns) == 0 }
 
+// total is the number of refused calls, listed or not.
+func (r Report) total() int { return len(r.Refused) + r.Unlisted }
+
 // String summarises the report in one line, then one line per event.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d system calls refused by the no-netfilter filter, %d stand-in programs called", len(r.Refused), len(r.StandIns))
+	fmt.Fprintf(&b, "%d system calls refused by the no-netfilter filter, %d stand-in programs called", r.total(), len(r.StandIns))
 	for _, x := range r.Refused {
 		b.WriteString("\n  refused: " + x.String())
+	}
+	if r.Unlisted > 0 {
+		fmt.Fprintf(&b, "\n  ... and %d more refused calls", r.Unlisted)
 	}
 	for _, s := range r.StandIns {
 		b.WriteString("\n  stand-in: " + s)
@@ -168,7 +179,7 @@ func Run(cmd *exec.Cmd, o Options) (Report, error) {
 	close(s.stop)
 	wg.Wait()
 	unix.Close(listener)
-	rep := Report{Refused: s.refused}
+	rep := Report{Refused: s.refused, Unlisted: s.unlisted}
 	if log != "" {
 		rep.StandIns, err = readLog(log)
 		if err != nil && werr == nil {
@@ -217,9 +228,10 @@ type seccompNotifResp struct {
 
 // supervisor answers the calls the filter hands to its listener.
 type supervisor struct {
-	fd      int
-	stop    chan struct{}
-	refused []Refusal // written by serve only; read after it returned
+	fd       int
+	stop     chan struct{}
+	refused  []Refusal // written by serve only; read after it returned
+	unlisted int       // refusals past MaxRecorded
 }
 
 func (s *supervisor) serve() {
@@ -260,6 +272,10 @@ func (s *supervisor) answer() {
 	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n.PID))
 	resp := seccompNotifResp{ID: n.ID, Error: -int32(errno)}
 	if err := ioctl(s.fd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&resp)); err != nil {
+		return
+	}
+	if len(s.refused) >= MaxRecorded {
+		s.unlisted++
 		return
 	}
 	s.refused = append(s.refused, Refusal{PID: int(n.PID), Command: strings.TrimSpace(string(comm)), Call: what, Errno: errno})

@@ -74,6 +74,9 @@ func run(args []string, allow bool, tolerated []string) int {
 // clean reports whether nothing but the tolerated programs' calls was refused and no stand-in was
 // called.
 func clean(rep nonetfilter.Report, tolerated []string) bool {
+	if rep.Unlisted > 0 {
+		return false // whose they were is not known
+	}
 	for _, r := range rep.Refused {
 		if !slices.Contains(tolerated, r.Command) {
 			return false

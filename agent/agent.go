@@ -1,13 +1,13 @@
 // Package agent is the node agent: the one package that joins the desired state (Kubernetes
-// objects from a Source) to a node's data path (package stack) and its pod sandboxes (package
-// sandbox). It is the only package that imports all of them; stack knows nothing of Kubernetes and
-// cluster knows nothing of gVisor.
+// objects from a Source) to a node's data path (package stack), its overlay, Services, DNS,
+// NetworkPolicy and Ingress. It is the only package that imports all of them; stack knows
+// nothing of Kubernetes and cluster knows nothing of gVisor.
 //
-// The agent is level-triggered, like a kubelet: whenever the Source says something changed, it
-// compares the pods bound to its node with the pods it runs, starts the missing ones and tears down
-// the ones that are gone. Each pod is owned by one goroutine that sets up its network (address,
-// namespace, TAP attached to the stack), runs its containers under their restart policy, probes
-// readiness and reports status.
+// The agent is the node's network and nothing else. It does not run containers: a pod's runtime
+// (the lab's pod runtime, or containerd through podnet-cni) makes the pod's network namespace and
+// hands it over with Attach (package attach), and takes it back with Detach. Everything else is
+// level-triggered: whenever the Source says something changed, the agent recomputes its peers,
+// Service table, DNS records, policy and Ingress routes from the whole state.
 package agent
 
 import (
@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
@@ -27,20 +26,15 @@ import (
 	"github.com/podnet/podnet/ingress"
 	"github.com/podnet/podnet/overlay"
 	"github.com/podnet/podnet/proxy"
-	"github.com/podnet/podnet/sandbox"
 	"github.com/podnet/podnet/stack"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // Source is the desired state as the agent consumes it.
 type Source interface {
-	// NodePods returns the pods bound to node. The objects are shared: the agent never
-	// modifies them.
-	NodePods(node string) []*corev1.Pod
 	// Nodes returns every node of the cluster. The objects are shared.
 	Nodes() []*corev1.Node
 	// Services returns every Service and EndpointSlices every EndpointSlice of the cluster. The
@@ -59,13 +53,6 @@ type Source interface {
 	// are coalesced: one value may stand for several changes), and a function that ends the
 	// subscription.
 	Subscribe() (<-chan struct{}, func())
-}
-
-// StatusWriter receives pod status from the agent.
-type StatusWriter interface {
-	// UpdatePodStatus replaces the status of the pod namespace/name if its UID is still uid;
-	// otherwise it does nothing and returns nil.
-	UpdatePodStatus(namespace, name string, uid types.UID, status corev1.PodStatus) error
 }
 
 // NodeWriter receives what the agent publishes about its node.
@@ -91,15 +78,11 @@ type Options struct {
 	PodCIDR netip.Prefix
 	// Network is the cluster-wide network configuration.
 	Network cluster.Network
-	// Source, Status and Nodes connect the agent to the desired state. All are required.
+	// Source and Nodes connect the agent to the desired state. Both are required.
 	Source Source
-	Status StatusWriter
 	Nodes  NodeWriter
-	// StateDir holds the node's files: container logs and each pod's resolv.conf. Required.
+	// StateDir holds the node's files (its WireGuard key). Required.
 	StateDir string
-	// Exe is the podnet binary: a container command named "podnet" runs it, and so does the
-	// sandbox init. Empty means the running executable.
-	Exe string
 	// Logger receives the agent's logs. Nil means discard.
 	Logger *slog.Logger
 	// Registerer receives the agent's metrics. Nil means none are registered.
@@ -110,19 +93,15 @@ type Options struct {
 	IngressHTTPPort, IngressHTTPSPort uint16
 	// Ingress, if set, is told the problems of invalid Ingresses (for `podnet get ingress`).
 	Ingress IngressReporter
-	// StopGrace bounds how long a container gets between SIGTERM and SIGKILL when the agent
-	// shuts down. Zero means 2 seconds. (A deleted pod gets its terminationGracePeriodSeconds.)
-	StopGrace time.Duration
 }
 
-// Agent runs the pods of one node.
+// Agent is one node's network.
 type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	stack   *stack.Stack
 	overlay *overlay.Overlay
 	pool    *ipam.Pool
-	runner  *sandbox.Runner
 	metrics *metrics
 
 	// proxy is the node's Service table, nodePorts its host listeners; svcState is owned by the
@@ -144,28 +123,23 @@ type Agent struct {
 	policyState policyState
 	flows       flowLog
 
-	mu   sync.Mutex         // guards pods
-	pods map[types.UID]*pod // pods this agent runs
-	wg   sync.WaitGroup     // pod goroutines
+	cancel    context.CancelFunc // ends run; nil until Start
+	wg        sync.WaitGroup     // run
+	closeOnce sync.Once
+
+	amu       sync.Mutex             // guards attached, attaching
+	attached  map[string]*attachment // by attachment ID
+	attaching map[string]bool        // IDs whose Attach is under way
 }
 
-// New creates an agent and its node stack. Run starts it.
+// New creates an agent and its node's data path, overlay, DNS and listeners. Start starts it;
+// Close releases everything, started or not.
 func New(opts Options) (*Agent, error) {
-	if opts.Source == nil || opts.Status == nil || opts.Nodes == nil || opts.StateDir == "" || opts.NodeName == "" {
-		return nil, errors.New("agent: NodeName, Source, Status, Nodes and StateDir are required")
+	if opts.Source == nil || opts.Nodes == nil || opts.StateDir == "" || opts.NodeName == "" {
+		return nil, errors.New("agent: NodeName, Source, Nodes and StateDir are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.StopGrace == 0 {
-		opts.StopGrace = 2 * time.Second
-	}
-	if opts.Exe == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("agent: find own executable: %w", err)
-		}
-		opts.Exe = exe
 	}
 	pool, err := ipam.NewPool(opts.PodCIDR)
 	if err != nil {
@@ -184,11 +158,9 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: node %s: stack: %w", opts.NodeName, err)
 	}
-	for _, d := range []string{opts.StateDir, filepath.Join(opts.StateDir, "pods")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			st.Close()
-			return nil, fmt.Errorf("agent: %w", err)
-		}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	key, err := overlay.LoadOrCreateKey(filepath.Join(opts.StateDir, "wireguard.key")) // mode 0600
 	if err != nil {
@@ -224,16 +196,16 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: node %s: cluster DNS: %w", opts.NodeName, err)
 	}
 	a := &Agent{
-		dns:     dnsSrv,
-		opts:    opts,
-		log:     opts.Logger,
-		stack:   st,
-		overlay: ov,
-		pool:    pool,
-		runner:  sandbox.NewRunner(sandbox.RunnerOptions{Exe: opts.Exe}),
-		metrics: newMetrics(opts.Registerer, opts.NodeName),
-		pods:    make(map[types.UID]*pod),
-		proxy:   px,
+		dns:       dnsSrv,
+		opts:      opts,
+		log:       opts.Logger,
+		stack:     st,
+		overlay:   ov,
+		pool:      pool,
+		metrics:   newMetrics(opts.Registerer, opts.NodeName),
+		attached:  make(map[string]*attachment),
+		attaching: make(map[string]bool),
+		proxy:     px,
 	}
 	a.nodePorts = proxy.NewNodePorts(proxy.NodePortOptions{
 		Address: opts.NodeAddress,
@@ -265,9 +237,29 @@ func (a *Agent) Gateway() netip.Addr { return a.pool.Gateway() }
 // Stack returns the node's data path.
 func (a *Agent) Stack() *stack.Stack { return a.stack }
 
-// Run runs the node until ctx is done, then stops every pod (SIGTERM, then SIGKILL after
-// StopGrace), closes the stack and returns.
-func (a *Agent) Run(ctx context.Context) error {
+// Start publishes the node's WireGuard key and keeps the node's network in step with the Source
+// until Close. Call it once.
+func (a *Agent) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Go(func() { a.run(ctx) })
+}
+
+// Close stops the agent: it stops following the Source, releases every attachment left (their
+// runtime should have detached them first), closes the node's listeners, DNS, overlay and data
+// path, and returns once every goroutine the agent started has ended. Later calls do nothing.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		if a.cancel != nil {
+			a.cancel()
+		}
+		a.wg.Wait()
+		a.shutdown()
+	})
+	return nil
+}
+
+func (a *Agent) run(ctx context.Context) {
 	changed, cancel := a.opts.Source.Subscribe()
 	defer cancel()
 	a.log.Info("node agent started", "node", a.opts.NodeName, "podCIDR", a.opts.PodCIDR, "gateway", a.pool.Gateway(),
@@ -275,70 +267,28 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.publishKey(); err != nil {
 		a.log.Error("publish WireGuard key", "err", err)
 	}
-	a.reconcile(ctx)
+	a.reconcile()
 	for {
 		select {
 		case <-ctx.Done():
-			a.shutdown()
-			return nil
+			return
 		case <-changed:
-			a.reconcile(ctx)
+			a.reconcile()
 		}
 	}
 }
 
-// reconcile starts the pods of this node that do not run yet and stops those that are gone.
-func (a *Agent) reconcile(ctx context.Context) {
+// reconcile brings the node's network up to date with the desired state.
+func (a *Agent) reconcile() {
 	a.syncPeers()
 	a.syncServices()
 	a.syncDNS()
 	a.syncPolicy()
 	a.syncIngress()
-	want := make(map[types.UID]*corev1.Pod)
-	for _, p := range a.opts.Source.NodePods(a.opts.NodeName) {
-		if isTerminal(p) && !a.running(p.UID) {
-			continue
-		}
-		want[p.UID] = p
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for uid, p := range a.pods {
-		if _, ok := want[uid]; !ok {
-			p.stop(p.gracePeriod())
-			delete(a.pods, uid)
-		}
-	}
-	for uid, obj := range want {
-		if _, ok := a.pods[uid]; ok {
-			continue
-		}
-		p := newPod(a, obj)
-		a.pods[uid] = p
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			p.run(ctx)
-		}()
-	}
-}
-
-func (a *Agent) running(uid types.UID) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	_, ok := a.pods[uid]
-	return ok
 }
 
 func (a *Agent) shutdown() {
-	a.mu.Lock()
-	for uid, p := range a.pods {
-		p.stop(a.opts.StopGrace)
-		delete(a.pods, uid)
-	}
-	a.mu.Unlock()
-	a.wg.Wait()
-	a.runner.Close()
+	a.detachAll()
 	a.metrics.unregister()
 	if err := a.nodePorts.Close(); err != nil {
 		a.log.Warn("close NodePorts", "err", err)
@@ -358,37 +308,4 @@ func (a *Agent) shutdown() {
 		a.log.Warn("close stack", "err", err)
 	}
 	a.log.Info("node agent stopped", "node", a.opts.NodeName)
-}
-
-// ErrNotFound is returned by Exec for a pod or container this agent does not run.
-var ErrNotFound = errors.New("not found")
-
-// Exec runs argv in the network namespace of a running pod, with the environment of one of its
-// containers (container "" means the first) and the given standard files.
-func (a *Agent) Exec(namespace, name, container string, argv []string, stdin, stdout, stderr *os.File) (*sandbox.Process, error) {
-	a.mu.Lock()
-	var found *pod
-	for _, p := range a.pods {
-		if p.namespace == namespace && p.name == name {
-			found = p
-		}
-	}
-	a.mu.Unlock()
-	if found == nil {
-		return nil, fmt.Errorf("pod %s/%s: %w on node %s", namespace, name, ErrNotFound, a.opts.NodeName)
-	}
-	return found.exec(container, argv, stdin, stdout, stderr)
-}
-
-// LogPath returns the file that holds the logs of a container.
-func (a *Agent) LogPath(namespace, name string, uid types.UID, container string) string {
-	return filepath.Join(a.podDir(namespace, name, uid), container+".log")
-}
-
-func (a *Agent) podDir(namespace, name string, uid types.UID) string {
-	return filepath.Join(a.opts.StateDir, "pods", fmt.Sprintf("%s_%s_%s", namespace, name, uid))
-}
-
-func isTerminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }

@@ -17,7 +17,7 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		reg: reg,
 		podSetup: prometheus.NewSummary(prometheus.SummaryOpts{
 			Name:        "podnet_pod_network_setup_seconds",
-			Help:        "Time from a pod's arrival at its node to a configured network: address, namespace, TAP and stack port.",
+			Help:        "Time the agent takes to attach a pod: address, interface in its network namespace, data-path port.",
 			ConstLabels: prometheus.Labels{"node": node},
 			Objectives:  map[float64]float64{0.5: 0.01, 0.9: 0.01, 0.99: 0.001},
 		}),

@@ -201,3 +201,8 @@ func CompilePolicy(pols []*networkingv1.NetworkPolicy, nss []*corev1.Namespace, 
 	}
 	return policy.Compile(pols, ns, pp), names
 }
+
+// isTerminal reports whether a pod has ended: its address may be another pod's already.
+func isTerminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}

@@ -104,3 +104,5 @@ func TestProxyServices(t *testing.T) {
 		t.Errorf("headless converted to %+v", h)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

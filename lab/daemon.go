@@ -36,6 +36,7 @@ import (
 	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/ingress"
+	"github.com/podnet/podnet/lab/podruntime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -66,10 +67,13 @@ type daemon struct {
 	agents map[string]*nodeRunning // by node name
 }
 
+// nodeRunning is one node of the lab: its agent (the node's network) and its pod runtime (the
+// node's kubelet and containerd), which attaches pods to the agent.
 type nodeRunning struct {
-	agent  *agent.Agent
-	cancel context.CancelFunc
-	done   chan struct{}
+	agent   *agent.Agent
+	runtime *podruntime.Runtime
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // RunDaemon runs a lab until ctx ends (the state directory is kept, so that `lab up` resumes it)
@@ -200,10 +204,8 @@ func (d *daemon) syncAgents() {
 			PodCIDR:          cidr,
 			Network:          netw,
 			Source:           d.store,
-			Status:           d.store,
 			Nodes:            d.store,
 			StateDir:         filepath.Join(d.opts.Dir, "nodes", n.Name),
-			Exe:              d.opts.Exe,
 			Logger:           d.log.With("node", n.Name),
 			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
 		})
@@ -211,12 +213,33 @@ func (d *daemon) syncAgents() {
 			d.log.Error("start node agent", "node", n.Name, "err", err)
 			continue
 		}
+		rt, err := podruntime.New(podruntime.Options{
+			NodeName:      n.Name,
+			NodeAddress:   addr,
+			Source:        d.store,
+			Status:        d.store,
+			Network:       a,
+			Prober:        a.Stack(),
+			ClusterDomain: netw.Domain,
+			ClusterDNS:    netw.DNSIP,
+			StateDir:      filepath.Join(d.opts.Dir, "nodes", n.Name),
+			Exe:           d.opts.Exe,
+			Logger:        d.log.With("node", n.Name, "component", "runtime"),
+		})
+		if err != nil {
+			a.Close()
+			d.log.Error("start node pod runtime", "node", n.Name, "err", err)
+			continue
+		}
 		ctx, cancel := context.WithCancel(context.Background())
-		nr := &nodeRunning{agent: a, cancel: cancel, done: make(chan struct{})}
+		nr := &nodeRunning{agent: a, runtime: rt, cancel: cancel, done: make(chan struct{})}
 		d.agents[n.Name] = nr
+		a.Start()
 		go func() {
 			defer close(nr.done)
-			a.Run(ctx)
+			rt.Run(ctx)
+			// The runtime has stopped, and its pods have detached: now the node's network goes.
+			a.Close()
 		}()
 	}
 }
@@ -243,6 +266,15 @@ func (d *daemon) agentFor(node string) *agent.Agent {
 	defer d.mu.Unlock()
 	if nr := d.agents[node]; nr != nil {
 		return nr.agent
+	}
+	return nil
+}
+
+func (d *daemon) runtimeFor(node string) *podruntime.Runtime {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if nr := d.agents[node]; nr != nil {
+		return nr.runtime
 	}
 	return nil
 }
@@ -408,12 +440,12 @@ func (d *daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		container = p.Spec.Containers[0].Name
 	}
-	a := d.agentFor(p.Spec.NodeName)
-	if a == nil {
+	rt := d.runtimeFor(p.Spec.NodeName)
+	if rt == nil {
 		writeError(w, http.StatusNotFound, fmt.Errorf("pod %s is not running on a node", name))
 		return
 	}
-	f, err := os.Open(a.LogPath(ns, name, p.UID, container))
+	f, err := os.Open(rt.LogPath(ns, name, p.UID, container))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("container %q in pod %q has no logs (it has not started; is it a container of the pod?)", container, name))

@@ -85,12 +85,12 @@ func (d *daemon) handleExec(c *net.UnixConn) {
 		return
 	}
 	p := objs[0].(*corev1.Pod)
-	a := d.agentFor(p.Spec.NodeName)
-	if a == nil {
+	rt := d.runtimeFor(p.Spec.NodeName)
+	if rt == nil {
 		fail(fmt.Errorf("pod %s is not running on a node", req.Pod))
 		return
 	}
-	proc, err := a.Exec(req.Namespace, req.Pod, req.Container, req.Argv, files[0], files[1], files[2])
+	proc, err := rt.Exec(req.Namespace, req.Pod, req.Container, req.Argv, files[0], files[1], files[2])
 	if err != nil {
 		fail(err)
 		return

@@ -1,4 +1,4 @@
-package agent
+package podruntime
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/podnet/podnet/attach"
 	"github.com/podnet/podnet/sandbox"
-	"github.com/podnet/podnet/stack"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,9 +28,9 @@ const (
 	restartBackoffReset = 10 * time.Minute
 )
 
-// pod is one pod run by the agent. Its goroutine (run) owns the sandbox and the containers.
+// pod is one pod run by the runtime. Its goroutine (run) owns the sandbox and the containers.
 type pod struct {
-	a         *Agent
+	r         *Runtime
 	obj       *corev1.Pod // as first seen; the spec of a pod never changes
 	namespace string
 	name      string
@@ -49,9 +49,9 @@ type pod struct {
 	containers []*container
 }
 
-func newPod(a *Agent, obj *corev1.Pod) *pod {
+func newPod(r *Runtime, obj *corev1.Pod) *pod {
 	return &pod{
-		a:         a,
+		r:         r,
 		obj:       obj,
 		namespace: obj.Namespace,
 		name:      obj.Name,
@@ -77,12 +77,12 @@ func (p *pod) key() string { return p.namespace + "/" + p.name }
 
 // run sets the pod up, runs it until it is stopped or ctx ends, and tears it down.
 func (p *pod) run(ctx context.Context) {
-	log := p.a.log.With("pod", p.key())
+	log := p.r.log.With("pod", p.key())
 	now := metav1.Now()
 	p.mu.Lock()
 	p.status = *p.obj.Status.DeepCopy()
 	p.status.Phase = corev1.PodPending
-	p.status.HostIP = p.a.opts.NodeAddress.String()
+	p.status.HostIP = p.r.opts.NodeAddress.String()
 	p.status.HostIPs = []corev1.HostIP{{IP: p.status.HostIP}}
 	if p.status.StartTime == nil {
 		p.status.StartTime = &now
@@ -115,7 +115,6 @@ func (p *pod) run(ctx context.Context) {
 	p.mu.Lock()
 	p.status.Reason, p.status.Message = "", ""
 	p.mu.Unlock()
-	p.a.metrics.podSetup.Observe(setup.Seconds())
 	log.Info("pod network ready", "ip", p.ip, "setup", setup)
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -144,7 +143,7 @@ func (p *pod) run(ctx context.Context) {
 	select {
 	case grace = <-p.stopc:
 	case <-ctx.Done():
-		grace = p.a.opts.StopGrace
+		grace = p.r.opts.StopGrace
 	case <-allDone:
 		// Every container ended under restartPolicy Never/OnFailure: the pod is done, but
 		// keeps its address and sandbox until it is deleted, as a kubelet keeps a completed
@@ -165,62 +164,41 @@ func (p *pod) run(ctx context.Context) {
 	term.Wait()
 	cancel()
 	wg.Wait()
-	p.teardown(grace)
+	p.teardown()
 	log.Info("pod stopped")
 }
 
-// setupNetwork gives the pod its address and a sandbox attached to the node's stack.
+// setupNetwork makes the pod's network namespace and has the node's network attach it.
 func (p *pod) setupNetwork() error {
-	owner := string(p.uid)
-	var ip netip.Addr
-	if prev, err := netip.ParseAddr(p.obj.Status.PodIP); err == nil && p.a.opts.PodCIDR.Contains(prev) {
-		// Keep the address across an agent restart.
-		if err := p.a.pool.Reserve(owner, prev); err == nil {
-			ip = prev
-		}
-	}
-	if !ip.IsValid() {
-		var err error
-		if ip, err = p.a.pool.Allocate(owner); err != nil {
-			return fmt.Errorf("allocate address: %w", err)
-		}
-	}
-	dir := p.a.podDir(p.namespace, p.name, p.uid)
+	dir := p.r.podDir(p.namespace, p.name, p.uid)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		p.a.pool.Release(owner)
 		return err
 	}
 	resolv := filepath.Join(dir, "resolv.conf")
 	if err := os.WriteFile(resolv, []byte(p.resolvConf()), 0o644); err != nil {
-		p.a.pool.Release(owner)
 		return err
 	}
-	sb, err := sandbox.Create(sandbox.Config{
-		IP:      ip,
-		Gateway: p.a.pool.Gateway(),
-		MAC:     stack.PodMAC(ip),
-		MTU:     p.a.opts.Network.MTU,
+	sb, err := sandbox.New()
+	if err != nil {
+		return err
+	}
+	// The address the pod had is kept across a lab restart, where it is still free.
+	prev, _ := netip.ParseAddr(p.obj.Status.PodIP)
+	res, err := p.r.opts.Network.Attach(context.Background(), attach.Request{
+		ID:        string(p.uid),
+		Namespace: p.namespace,
+		Name:      p.name,
+		NetNS:     sb.Path(),
+		IP:        prev,
 	})
 	if err != nil {
-		p.a.pool.Release(owner)
+		sb.Close()
 		return err
 	}
-	// One port per TAP queue (Config.Queues zero: sandbox.DefaultQueues), each read by a
-	// goroutine of the stack's.
-	queues := sb.TAPQueues()
-	ports := make([]stack.Port, len(queues))
-	for i, q := range queues {
-		ports[i] = q
-	}
-	if err := p.a.stack.AttachPodQueues(ip, ports); err != nil {
-		sb.Close()
-		p.a.pool.Release(owner)
-		return fmt.Errorf("attach to node stack: %w", err)
-	}
 	p.mu.Lock()
-	p.sb, p.ip, p.resolvPath = sb, ip, resolv
-	p.status.PodIP = ip.String()
-	p.status.PodIPs = []corev1.PodIP{{IP: ip.String()}}
+	p.sb, p.ip, p.resolvPath = sb, res.IP, resolv
+	p.status.PodIP = res.IP.String()
+	p.status.PodIPs = []corev1.PodIP{{IP: res.IP.String()}}
 	p.mu.Unlock()
 	return nil
 }
@@ -231,7 +209,7 @@ func (p *pod) setupNetwork() error {
 // pod's dnsConfig is merged in: nameservers and searches appended (at most 3 and 32), options
 // replacing those of the same name.
 func (p *pod) resolvConf() string {
-	return podResolvConf(&p.obj.Spec, p.namespace, p.a.opts.Network.Domain, p.a.opts.Network.DNSIP.String(), hostResolvConf)
+	return podResolvConf(&p.obj.Spec, p.namespace, p.r.opts.ClusterDomain, p.r.opts.ClusterDNS.String(), hostResolvConf)
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -321,20 +299,17 @@ func readResolvConf(path string) (servers, searches []string, options []corev1.P
 	return servers, searches, options
 }
 
-func (p *pod) teardown(grace time.Duration) {
+func (p *pod) teardown() {
 	p.mu.Lock()
-	sb, ip := p.sb, p.ip
+	sb := p.sb
 	p.sb = nil
 	p.mu.Unlock()
-	if ip.IsValid() {
-		if err := p.a.stack.DetachPod(ip); err != nil {
-			p.a.log.Warn("detach pod", "pod", p.key(), "err", err)
-		}
+	if err := p.r.opts.Network.Detach(context.Background(), string(p.uid)); err != nil {
+		p.r.log.Warn("detach pod", "pod", p.key(), "err", err)
 	}
 	if sb != nil {
 		sb.Close()
 	}
-	p.a.pool.Release(string(p.uid))
 }
 
 // env is the environment of a container (or of an exec in it).
@@ -345,7 +320,7 @@ func (p *pod) env(c *corev1.Container) []string {
 		"POD_NAME=" + p.name,
 		"POD_NAMESPACE=" + p.namespace,
 		"POD_IP=" + p.ip.String(),
-		"NODE_NAME=" + p.a.opts.NodeName,
+		"NODE_NAME=" + p.r.opts.NodeName,
 	}
 	for _, e := range c.Env {
 		if e.ValueFrom != nil {
@@ -363,11 +338,11 @@ func hostPath() string {
 	return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 }
 
-// argv resolves a container's command line; a command named podnet runs the agent's own binary.
+// argv resolves a container's command line; a command named podnet runs the lab's own binary.
 func (p *pod) argv(args []string) []string {
 	out := append([]string(nil), args...)
 	if len(out) > 0 && out[0] == "podnet" {
-		out[0] = p.a.opts.Exe
+		out[0] = p.r.opts.Exe
 	}
 	return out
 }
@@ -391,7 +366,7 @@ func (p *pod) exec(container string, argv []string, stdin, stdout, stderr *os.Fi
 	if sb == nil {
 		return nil, fmt.Errorf("pod %s has no running sandbox", p.key())
 	}
-	return p.a.runner.Start(sb, sandbox.ProcessSpec{
+	return p.r.runner.Start(sb, sandbox.ProcessSpec{
 		Args: p.argv(argv), Env: p.env(spec), ResolvConf: resolv,
 		Stdin: stdin, Stdout: stdout, Stderr: stderr,
 	})
@@ -406,8 +381,8 @@ func (p *pod) publish() {
 	p.mu.Lock()
 	st := *p.status.DeepCopy()
 	p.mu.Unlock()
-	if err := p.a.opts.Status.UpdatePodStatus(p.namespace, p.name, p.uid, st); err != nil {
-		p.a.log.Warn("update pod status", "pod", p.key(), "err", err)
+	if err := p.r.opts.Status.UpdatePodStatus(p.namespace, p.name, p.uid, st); err != nil {
+		p.r.log.Warn("update pod status", "pod", p.key(), "err", err)
 	}
 }
 
@@ -491,7 +466,7 @@ func newContainer(p *pod, spec *corev1.Container) *container {
 	return &container{
 		p:     p,
 		spec:  spec,
-		log:   p.a.LogPath(p.namespace, p.name, p.uid, spec.Name),
+		log:   p.r.LogPath(p.namespace, p.name, p.uid, spec.Name),
 		state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
 	}
 }
@@ -519,7 +494,7 @@ func (c *container) run(ctx context.Context) {
 	for {
 		logf, err := os.OpenFile(c.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
-			p.a.log.Error("open container log", "pod", p.key(), "container", c.spec.Name, "err", err)
+			p.r.log.Error("open container log", "pod", p.key(), "container", c.spec.Name, "err", err)
 			return
 		}
 		p.mu.Lock()
@@ -534,7 +509,7 @@ func (c *container) run(ctx context.Context) {
 			logf.Close()
 			return
 		}
-		proc, err = p.a.runner.Start(sb, sandbox.ProcessSpec{
+		proc, err = p.r.runner.Start(sb, sandbox.ProcessSpec{
 			Args:       p.argv(append(append([]string(nil), c.spec.Command...), c.spec.Args...)),
 			Env:        env,
 			Dir:        c.spec.WorkingDir,
@@ -562,7 +537,7 @@ func (c *container) run(ctx context.Context) {
 			code, _ = proc.Wait()
 			probeCancel()
 		} else {
-			p.a.log.Error("start container", "pod", p.key(), "container", c.spec.Name, "err", err)
+			p.r.log.Error("start container", "pod", p.key(), "container", c.spec.Name, "err", err)
 		}
 		finished := time.Now()
 		c.procMu.Lock()

@@ -1,4 +1,4 @@
-package agent
+package podruntime
 
 import (
 	"context"
@@ -92,7 +92,7 @@ func (c *container) probe(ctx context.Context, h *corev1.ProbeHandler) error {
 		if err != nil {
 			return err
 		}
-		conn, err := p.a.stack.DialContextTCP(ctx, netip.AddrPortFrom(ip, port))
+		conn, err := p.r.opts.Prober.DialContextTCP(ctx, netip.AddrPortFrom(ip, port))
 		if err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func (c *container) probe(ctx context.Context, h *corev1.ProbeHandler) error {
 		}
 		client := &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return p.a.stack.DialContextTCP(ctx, netip.AddrPortFrom(ip, port))
+				return p.r.opts.Prober.DialContextTCP(ctx, netip.AddrPortFrom(ip, port))
 			},
 			DisableKeepAlives: true,
 		}}

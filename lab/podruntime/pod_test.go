@@ -1,4 +1,4 @@
-package agent
+package podruntime
 
 import (
 	"fmt"
@@ -34,8 +34,8 @@ func (s *slowStatus) UpdatePodStatus(_, _ string, _ types.UID, st corev1.PodStat
 func TestPublishKeepsTheLatestStatus(t *testing.T) {
 	for round := 0; round < 50; round++ {
 		w := &slowStatus{}
-		a := &Agent{opts: Options{Status: w}, log: slog.New(slog.DiscardHandler)}
-		p := &pod{a: a, namespace: "default", name: "p", uid: "u"}
+		r := &Runtime{opts: Options{Status: w}, log: slog.New(slog.DiscardHandler)}
+		p := &pod{r: r, namespace: "default", name: "p", uid: "u"}
 		var wg sync.WaitGroup
 		for g := 0; g < 8; g++ {
 			wg.Add(1)

@@ -1,6 +1,7 @@
-package sandbox
+package podlink
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -9,21 +10,23 @@ import (
 	"testing"
 
 	"github.com/podnet/podnet/internal/nonetfilter"
+	"github.com/podnet/podnet/sandbox"
 	"golang.org/x/sys/unix"
 )
 
 // envChild makes the test binary the child of TestCreateWithoutNetfilter.
-const envChild = "SANDBOX_TEST_NONETFILTER_CHILD"
+const envChild = "PODLINK_TEST_NONETFILTER_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envChild) != "" {
-		os.Exit(createWithoutNetfilter())
+		os.Exit(attachWithoutNetfilter())
 	}
 	os.Exit(m.Run())
 }
 
-// createWithoutNetfilter puts the no-netfilter filter on this process and makes a pod sandbox.
-func createWithoutNetfilter() int {
+// attachWithoutNetfilter puts the no-netfilter filter on this process, makes a pod network
+// namespace as the lab's runtime does and attaches an interface in it as the agent does.
+func attachWithoutNetfilter() int {
 	if err := nonetfilter.Install(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -34,7 +37,13 @@ func createWithoutNetfilter() int {
 		fmt.Fprintf(os.Stderr, "netfilter socket under the filter: %v, want EPROTONOSUPPORT\n", err)
 		return 1
 	}
-	sb, err := Create(Config{
+	sb, err := sandbox.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer sb.Close()
+	devs, err := Attach(sb.Path(), Config{
 		IP:      netip.MustParseAddr("10.244.0.2"),
 		Gateway: netip.MustParseAddr("10.244.0.1"),
 		Queues:  1,
@@ -43,17 +52,22 @@ func createWithoutNetfilter() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer sb.Close()
-	if sb.TAP() == nil || sb.TAP().Name() != "eth0" {
-		fmt.Fprintf(os.Stderr, "sandbox TAP %v, want eth0\n", sb.TAP())
+	defer devs[0].Close()
+	if len(devs) != 1 || devs[0].Name() != "eth0" {
+		fmt.Fprintf(os.Stderr, "TAP queues %v, want one eth0\n", devs)
+		return 1
+	}
+	// A second interface of the same name is refused.
+	if _, err := Attach(sb.Path(), Config{IP: netip.MustParseAddr("10.244.0.3"), Gateway: netip.MustParseAddr("10.244.0.1")}); !errors.Is(err, os.ErrExist) {
+		fmt.Fprintf(os.Stderr, "a second eth0: %v, want os.ErrExist\n", err)
 		return 1
 	}
 	return 0
 }
 
-// TestCreateWithoutNetfilter makes a pod sandbox on a kernel that looks built without netfilter
-// and XFRM (package nonetfilter): pod setup may use route netlink only.
-func TestCreateWithoutNetfilter(t *testing.T) {
+// TestAttachWithoutNetfilter makes a pod's interface on a kernel that looks built without
+// netfilter and XFRM (package nonetfilter): pod setup may use route netlink only.
+func TestAttachWithoutNetfilter(t *testing.T) {
 	if f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0); err != nil {
 		t.Skipf("a sandbox needs /dev/net/tun: %v", err)
 	} else {
@@ -75,6 +89,6 @@ func TestCreateWithoutNetfilter(t *testing.T) {
 		}
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("create a sandbox under the no-netfilter filter: %v\n%s", err, out)
+		t.Fatalf("attach a pod interface under the no-netfilter filter: %v\n%s", err, out)
 	}
 }

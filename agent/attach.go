@@ -1,0 +1,163 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/podnet/podnet/attach"
+	"github.com/podnet/podnet/podlink"
+	"github.com/podnet/podnet/stack"
+	"github.com/podnet/podnet/tap"
+)
+
+// attachment is one pod's network, as Attach made it.
+type attachment struct {
+	req  attach.Request
+	ip   netip.Addr
+	devs []*tap.Device // the pod interface's queues, each a port of the stack
+	res  attach.Result
+}
+
+var _ attach.Attacher = (*Agent)(nil)
+
+// Attach implements attach.Attacher: it gives the pod an address from the node's pod range (the
+// request's earlier address where it is free), makes its interface in its namespace
+// (package podlink) and connects that to the node's data path.
+func (a *Agent) Attach(ctx context.Context, req attach.Request) (attach.Result, error) {
+	if req.ID == "" || req.NetNS == "" {
+		return attach.Result{}, errors.New("attach: a request needs an ID and a NetNS")
+	}
+	a.amu.Lock()
+	if at, ok := a.attached[req.ID]; ok {
+		a.amu.Unlock()
+		if at.req.NetNS != req.NetNS {
+			return attach.Result{}, fmt.Errorf("attach %s: attached already, to network namespace %s", req.ID, at.req.NetNS)
+		}
+		return at.res, nil
+	}
+	if a.attaching[req.ID] {
+		a.amu.Unlock()
+		return attach.Result{}, fmt.Errorf("attach %s: another attach of it is under way", req.ID)
+	}
+	a.attaching[req.ID] = true
+	a.amu.Unlock()
+	defer func() {
+		a.amu.Lock()
+		delete(a.attaching, req.ID)
+		a.amu.Unlock()
+	}()
+
+	start := time.Now()
+	at, err := a.attach(req)
+	if err != nil {
+		return attach.Result{}, fmt.Errorf("attach %s (pod %s/%s): %w", req.ID, req.Namespace, req.Name, err)
+	}
+	a.amu.Lock()
+	a.attached[req.ID] = at
+	a.amu.Unlock()
+	a.metrics.podSetup.Observe(time.Since(start).Seconds())
+	return at.res, nil
+}
+
+// attach makes the attachment; on error it leaves nothing behind.
+func (a *Agent) attach(req attach.Request) (*attachment, error) {
+	owner := req.ID
+	var ip netip.Addr
+	if req.IP.IsValid() && a.opts.PodCIDR.Contains(req.IP) && a.pool.Reserve(owner, req.IP) == nil {
+		ip = req.IP
+	}
+	if !ip.IsValid() {
+		var err error
+		if ip, err = a.pool.Allocate(owner); err != nil {
+			return nil, fmt.Errorf("allocate address: %w", err)
+		}
+	}
+	mac := stack.PodMAC(ip)
+	devs, err := podlink.Attach(req.NetNS, podlink.Config{
+		Name:    req.IfName,
+		IP:      ip,
+		Gateway: a.pool.Gateway(),
+		MAC:     mac,
+		MTU:     a.opts.Network.MTU,
+	})
+	if err != nil {
+		a.pool.Release(owner)
+		return nil, err
+	}
+	// One port per TAP queue, each read by a goroutine of the stack's.
+	ports := make([]stack.Port, len(devs))
+	for i, d := range devs {
+		ports[i] = d
+	}
+	if err := a.stack.AttachPodQueues(ip, ports); err != nil {
+		for _, d := range devs {
+			d.Close()
+		}
+		a.pool.Release(owner)
+		return nil, fmt.Errorf("attach to node stack: %w", err)
+	}
+	ifName := req.IfName
+	if ifName == "" {
+		ifName = "eth0"
+	}
+	mtu := a.opts.Network.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	domain := a.opts.Network.Domain
+	return &attachment{
+		req:  req,
+		ip:   ip,
+		devs: devs,
+		res: attach.Result{
+			Interface: ifName,
+			MAC:       mac.String(),
+			IP:        ip,
+			Gateway:   a.pool.Gateway(),
+			MTU:       mtu,
+			DNS: attach.DNS{
+				Nameservers: []string{a.opts.Network.DNSIP.String()},
+				Search:      []string{req.Namespace + ".svc." + domain, "svc." + domain, domain},
+				Options:     []string{"ndots:5"},
+			},
+		},
+	}, nil
+}
+
+// Detach implements attach.Attacher.
+func (a *Agent) Detach(_ context.Context, id string) error {
+	a.amu.Lock()
+	at, ok := a.attached[id]
+	delete(a.attached, id)
+	a.amu.Unlock()
+	if !ok {
+		return nil
+	}
+	a.release(at)
+	return nil
+}
+
+// release takes an attachment out of the data path, removes its interface and frees its address.
+func (a *Agent) release(at *attachment) {
+	if err := a.stack.DetachPod(at.ip); err != nil {
+		a.log.Warn("detach pod from the node stack", "id", at.req.ID, "pod", at.req.Namespace+"/"+at.req.Name, "err", err)
+	}
+	for _, d := range at.devs {
+		d.Close()
+	}
+	a.pool.Release(at.req.ID)
+}
+
+// detachAll releases every attachment, at shutdown.
+func (a *Agent) detachAll() {
+	a.amu.Lock()
+	all := a.attached
+	a.attached = make(map[string]*attachment)
+	a.amu.Unlock()
+	for _, at := range all {
+		a.release(at)
+	}
+}

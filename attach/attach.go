@@ -1,0 +1,71 @@
+// Package attach is the protocol between a pod's runtime and the node agent: "here is a pod's
+// network namespace, give it its network" and "take it back". The runtime owns the namespace and
+// the containers; the agent owns everything of the network: the pod's address, its interface in
+// the namespace, the data path behind it, and the release of all of it.
+//
+// There are two runtimes and one path. The lab's pod runtime (lab/podruntime) calls the agent's
+// Attacher in-process; in Kubernetes mode podnet-cni, called by containerd, will carry the same
+// Request and Result to the agent over a unix socket. Either way a pod goes from "here is a
+// netns" to "traffic flows" through the same Attach.
+//
+// This package holds only the protocol's types and its boundary interface; it must never import
+// the agent, a network stack or Kubernetes' client libraries.
+package attach
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Request names one pod's network namespace.
+type Request struct {
+	// ID names the attachment: the pod sandbox's ID (CNI_CONTAINERID in Kubernetes mode, the
+	// pod's UID in the lab). Required.
+	ID string
+	// Namespace and Name name the pod (K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS), for logs
+	// and for the DNS search path.
+	Namespace, Name string
+	// NetNS is the path of the pod's network namespace (CNI_NETNS): /proc/PID/ns/net, a bind
+	// mount, or /proc/self/fd/N of a descriptor the agent's own process holds. Required.
+	NetNS string
+	// IfName is the interface to make there (CNI_IFNAME). Empty means eth0.
+	IfName string
+	// IP, if valid, is the address the pod had before (a restarted lab keeps its pods'
+	// addresses). It is used if it is in the node's pod range and free; otherwise the pod gets
+	// another.
+	IP netip.Addr
+}
+
+// Result is the network Attach gave a pod (what a CNI result reports).
+type Result struct {
+	// Interface is the pod's interface and MAC its hardware address.
+	Interface string
+	MAC       string
+	// IP is the pod's address, Gateway the node's gateway: the pod routes everything there.
+	IP      netip.Addr
+	Gateway netip.Addr
+	// MTU is the interface's MTU.
+	MTU int
+	// DNS is the cluster DNS for a pod of the request's namespace, as the kubelet writes it into
+	// resolv.conf for dnsPolicy ClusterFirst.
+	DNS DNS
+}
+
+// DNS is a resolver configuration.
+type DNS struct {
+	Nameservers []string
+	Search      []string
+	Options     []string
+}
+
+// Attacher is the node agent, as runtimes see it.
+type Attacher interface {
+	// Attach gives the pod in req.NetNS its address and interface and connects it to the node's
+	// data path. Attaching an ID that is attached already returns that attachment's Result if
+	// the request names the same namespace, and an error otherwise. On error nothing of the
+	// attempt is left: no address, interface or data-path state.
+	Attach(ctx context.Context, req Request) (Result, error)
+	// Detach removes what Attach made for the attachment id and releases its address. An ID
+	// that is not attached is no error: Detach is idempotent, as CNI DEL is.
+	Detach(ctx context.Context, id string) error
+}

@@ -7,7 +7,7 @@ GO      ?= go
 DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark
 BIN     := bin/podnet
 
-.PHONY: lab test deps build unit e2e rootless-setup bench clean
+.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "podnet needs Go >= 1.26 (https://go.dev/dl/) on PATH"; exit 1; }
@@ -46,6 +46,12 @@ rootless-setup:
 		id $(TEST_USER) >/dev/null 2>&1 || useradd --system --create-home $(TEST_USER); \
 		[ "$$(stat -c %a /dev/net/tun)" = 666 ] || { echo "chmod 0666 /dev/net/tun (the Debian default)"; chmod 0666 /dev/net/tun; }; \
 	fi
+
+# Real Kubernetes components (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kubectl, etcd, containerd) for the Kubernetes-mode tests, built once from the Go module proxy
+# into a cache and linked into bin/kube/ (hack/kube-bin.sh). Minutes per component on two cores.
+kube-bin:
+	GO=$(GO) hack/kube-bin.sh
 
 bench: deps
 	bench/samenode.sh

@@ -19,6 +19,7 @@ deps:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/podnet
+	$(GO) build -o bin/podnet-cni ./cmd/podnet-cni
 
 lab: deps build
 	./$(BIN) lab up

@@ -3,6 +3,7 @@ module github.com/podnet/podnet
 go 1.26.8
 
 require (
+	github.com/containernetworking/cni v1.3.1
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2

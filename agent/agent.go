@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cluster/ipam"
@@ -126,6 +127,7 @@ type Agent struct {
 	cancel    context.CancelFunc // ends run; nil until Start
 	wg        sync.WaitGroup     // run
 	closeOnce sync.Once
+	ready     atomic.Bool // between Start and Close
 
 	amu       sync.Mutex             // guards attached, attaching
 	attached  map[string]*attachment // by attachment ID
@@ -243,6 +245,7 @@ func (a *Agent) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
 	a.wg.Go(func() { a.run(ctx) })
+	a.ready.Store(true)
 }
 
 // Close stops the agent: it stops following the Source, releases every attachment left (their
@@ -250,6 +253,7 @@ func (a *Agent) Start() {
 // path, and returns once every goroutine the agent started has ended. Later calls do nothing.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		a.ready.Store(false)
 		if a.cancel != nil {
 			a.cancel()
 		}

@@ -161,3 +161,49 @@ func (a *Agent) detachAll() {
 		a.release(at)
 	}
 }
+
+// Check implements attach.Attacher.
+func (a *Agent) Check(_ context.Context, id, netns string) error {
+	a.amu.Lock()
+	at, ok := a.attached[id]
+	a.amu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("check %s: not attached on node %s", id, a.opts.NodeName)
+	case at.req.NetNS != netns:
+		return fmt.Errorf("check %s: attached to network namespace %s, not %s", id, at.req.NetNS, netns)
+	}
+	if err := podlink.Check(netns, podlink.Config{Name: at.res.Interface, IP: at.ip}); err != nil {
+		return fmt.Errorf("check %s: %w", id, err)
+	}
+	return nil
+}
+
+// GC implements attach.Attacher.
+func (a *Agent) GC(ctx context.Context, keep []string) error {
+	valid := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		valid[id] = true
+	}
+	a.amu.Lock()
+	var stale []string
+	for id := range a.attached {
+		if !valid[id] {
+			stale = append(stale, id)
+		}
+	}
+	a.amu.Unlock()
+	for _, id := range stale {
+		a.log.Info("garbage-collecting an attachment the runtime no longer knows", "id", id)
+		a.Detach(ctx, id)
+	}
+	return nil
+}
+
+// Ready implements attach.Attacher: the agent attaches pods once started and until closed.
+func (a *Agent) Ready(context.Context) error {
+	if !a.ready.Load() {
+		return fmt.Errorf("the podnet agent of node %s is not running", a.opts.NodeName)
+	}
+	return nil
+}

@@ -21,44 +21,46 @@ import (
 type Request struct {
 	// ID names the attachment: the pod sandbox's ID (CNI_CONTAINERID in Kubernetes mode, the
 	// pod's UID in the lab). Required.
-	ID string
+	ID string `json:"id"`
 	// Namespace and Name name the pod (K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS), for logs
 	// and for the DNS search path.
-	Namespace, Name string
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
 	// NetNS is the path of the pod's network namespace (CNI_NETNS): /proc/PID/ns/net, a bind
 	// mount, or /proc/self/fd/N of a descriptor the agent's own process holds. Required.
-	NetNS string
+	NetNS string `json:"netns"`
 	// IfName is the interface to make there (CNI_IFNAME). Empty means eth0.
-	IfName string
+	IfName string `json:"ifName,omitempty"`
 	// IP, if valid, is the address the pod had before (a restarted lab keeps its pods'
 	// addresses). It is used if it is in the node's pod range and free; otherwise the pod gets
 	// another.
-	IP netip.Addr
+	IP netip.Addr `json:"ip,omitzero"`
 }
 
 // Result is the network Attach gave a pod (what a CNI result reports).
 type Result struct {
 	// Interface is the pod's interface and MAC its hardware address.
-	Interface string
-	MAC       string
+	Interface string `json:"interface"`
+	MAC       string `json:"mac"`
 	// IP is the pod's address, Gateway the node's gateway: the pod routes everything there.
-	IP      netip.Addr
-	Gateway netip.Addr
+	IP      netip.Addr `json:"ip"`
+	Gateway netip.Addr `json:"gateway"`
 	// MTU is the interface's MTU.
-	MTU int
+	MTU int `json:"mtu"`
 	// DNS is the cluster DNS for a pod of the request's namespace, as the kubelet writes it into
 	// resolv.conf for dnsPolicy ClusterFirst.
-	DNS DNS
+	DNS DNS `json:"dns"`
 }
 
 // DNS is a resolver configuration.
 type DNS struct {
-	Nameservers []string
-	Search      []string
-	Options     []string
+	Nameservers []string `json:"nameservers,omitempty"`
+	Search      []string `json:"search,omitempty"`
+	Options     []string `json:"options,omitempty"`
 }
 
-// Attacher is the node agent, as runtimes see it.
+// Attacher is the node agent, as runtimes see it. Its methods map onto CNI's verbs: ADD, DEL,
+// CHECK, GC and STATUS.
 type Attacher interface {
 	// Attach gives the pod in req.NetNS its address and interface and connects it to the node's
 	// data path. Attaching an ID that is attached already returns that attachment's Result if
@@ -68,4 +70,11 @@ type Attacher interface {
 	// Detach removes what Attach made for the attachment id and releases its address. An ID
 	// that is not attached is no error: Detach is idempotent, as CNI DEL is.
 	Detach(ctx context.Context, id string) error
+	// Check reports whether the attachment id is whole: attached to the namespace netns, its
+	// interface there, up, with the pod's address. The error says what is missing.
+	Check(ctx context.Context, id, netns string) error
+	// GC detaches every attachment whose ID is not in keep (CNI's cni.dev/valid-attachments).
+	GC(ctx context.Context, keep []string) error
+	// Ready returns nil when the agent can attach pods, and otherwise why not.
+	Ready(ctx context.Context) error
 }

@@ -185,3 +185,53 @@ func configure(h *netlink.Handle, cfg Config) error {
 	}
 	return nil
 }
+
+// Check reports whether the namespace netns has the pod's interface cfg.Name (empty: eth0), up,
+// with address cfg.IP; the error says what is missing. It changes nothing.
+func Check(netns string, cfg Config) error {
+	if cfg.Name == "" {
+		cfg.Name = "eth0"
+	}
+	ns, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("podlink: open network namespace %s: %w", netns, err)
+	}
+	defer unix.Close(ns)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+		done <- checkIn(ns, cfg)
+	}()
+	if err := <-done; err != nil {
+		return fmt.Errorf("podlink: %s in %s: %w", cfg.Name, netns, err)
+	}
+	return nil
+}
+
+func checkIn(ns int, cfg Config) error {
+	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter network namespace: %w", err)
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByName(cfg.Name)
+	if err != nil {
+		return fmt.Errorf("no such interface: %w", err)
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		return errors.New("the interface is down")
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == cfg.IP {
+			return nil
+		}
+	}
+	return fmt.Errorf("the interface has no address %v", cfg.IP)
+}

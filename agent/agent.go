@@ -34,7 +34,10 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
-// Source is the desired state as the agent consumes it.
+// Source is the desired state as the agent consumes it. Every list is sorted by namespace, then
+// name, so nothing in the agent depends on the order a store or lister keeps objects in; a
+// Source hands out nothing partial (the Kubernetes one lists nothing until its informers have
+// synced).
 type Source interface {
 	// Nodes returns every node of the cluster. The objects are shared.
 	Nodes() []*corev1.Node

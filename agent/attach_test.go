@@ -117,22 +117,7 @@ func TestAttachDetach(t *testing.T) {
 // newAgent makes an agent of node-a on an in-memory Source, with its WireGuard port on addr.
 func newAgent(t *testing.T, src *agenttest.Source, addr string) *agent.Agent {
 	t.Helper()
-	a, err := agent.New(agent.Options{
-		NodeName:    "node-a",
-		NodeAddress: netip.MustParseAddr(addr),
-		PodCIDR:     netip.MustParsePrefix("10.244.0.0/24"),
-		Network: cluster.Network{
-			ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"),
-			DNSIP:       netip.MustParseAddr("10.96.0.10"),
-			Domain:      "cluster.local",
-			MTU:         1400,
-			Upstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")},
-		},
-		Source:   src,
-		Nodes:    src,
-		StateDir: t.TempDir(),
-	})
+	a, err := agent.New(agenttest.Options(src, addr, t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"github.com/podnet/podnet/agent/agenttest"
 	"github.com/podnet/podnet/attach"
 	"github.com/podnet/podnet/attach/attachtest"
-	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/cniplugin"
 	"github.com/podnet/podnet/podlink"
 	"github.com/podnet/podnet/sandbox"
@@ -324,21 +322,7 @@ func TestRealAgent(t *testing.T) {
 		f.Close()
 	}
 	src := &agenttest.Source{}
-	a, err := agent.New(agent.Options{
-		NodeName:    "node-a",
-		NodeAddress: netip.MustParseAddr("127.77.0.5"),
-		PodCIDR:     netip.MustParsePrefix("10.244.0.0/24"),
-		Network: cluster.Network{
-			ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-			ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"),
-			DNSIP:       netip.MustParseAddr("10.96.0.10"),
-			Domain:      "cluster.local",
-			Upstreams:   []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:53")},
-		},
-		Source:   src,
-		Nodes:    src,
-		StateDir: t.TempDir(),
-	})
+	a, err := agent.New(agenttest.Options(src, "127.77.0.5", t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -132,9 +132,11 @@ type Agent struct {
 	closeOnce sync.Once
 	ready     atomic.Bool // between Start and Close
 
-	amu       sync.Mutex             // guards attached, attaching
+	amu       sync.Mutex             // guards attached, attaching, closed
 	attached  map[string]*attachment // by attachment ID
-	attaching map[string]bool        // IDs whose Attach is under way
+	attaching map[string]bool        // IDs whose Attach is under way: true once a Detach asked to undo it
+	closed    bool                   // shut down: no new attachments
+	inflight  sync.WaitGroup         // Attach calls under way
 }
 
 // New creates an agent and its node's data path, overlay, DNS and listeners. Start starts it;

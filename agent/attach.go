@@ -31,33 +31,42 @@ func (a *Agent) Attach(ctx context.Context, req attach.Request) (attach.Result, 
 		return attach.Result{}, errors.New("attach: a request needs an ID and a NetNS")
 	}
 	a.amu.Lock()
+	if a.closed {
+		a.amu.Unlock()
+		return attach.Result{}, fmt.Errorf("attach %s: the agent of node %s is shut down", req.ID, a.opts.NodeName)
+	}
 	if at, ok := a.attached[req.ID]; ok {
 		a.amu.Unlock()
-		if at.req.NetNS != req.NetNS {
-			return attach.Result{}, fmt.Errorf("attach %s: attached already, to network namespace %s", req.ID, at.req.NetNS)
+		if at.req.NetNS != req.NetNS || at.req.IfName != req.IfName {
+			return attach.Result{}, fmt.Errorf("attach %s: attached already, as %s in network namespace %s", req.ID, at.res.Interface, at.req.NetNS)
 		}
 		return at.res, nil
 	}
-	if a.attaching[req.ID] {
+	if _, ok := a.attaching[req.ID]; ok {
 		a.amu.Unlock()
 		return attach.Result{}, fmt.Errorf("attach %s: another attach of it is under way", req.ID)
 	}
-	a.attaching[req.ID] = true
+	a.attaching[req.ID] = false
+	a.inflight.Add(1)
 	a.amu.Unlock()
-	defer func() {
-		a.amu.Lock()
-		delete(a.attaching, req.ID)
-		a.amu.Unlock()
-	}()
+	defer a.inflight.Done()
 
 	start := time.Now()
 	at, err := a.attach(req)
+	a.amu.Lock()
+	detached := a.attaching[req.ID] // a Detach came while it was under way
+	delete(a.attaching, req.ID)
+	if err == nil && !detached {
+		a.attached[req.ID] = at
+	}
+	a.amu.Unlock()
 	if err != nil {
 		return attach.Result{}, fmt.Errorf("attach %s (pod %s/%s): %w", req.ID, req.Namespace, req.Name, err)
 	}
-	a.amu.Lock()
-	a.attached[req.ID] = at
-	a.amu.Unlock()
+	if detached {
+		a.release(at)
+		return attach.Result{}, fmt.Errorf("attach %s (pod %s/%s): detached while it was being attached", req.ID, req.Namespace, req.Name)
+	}
 	a.metrics.podSetup.Observe(time.Since(start).Seconds())
 	return at.res, nil
 }
@@ -108,6 +117,10 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 		mtu = 1500
 	}
 	domain := a.opts.Network.Domain
+	search := []string{"svc." + domain, domain}
+	if req.Namespace != "" {
+		search = append([]string{req.Namespace + ".svc." + domain}, search...)
+	}
 	return &attachment{
 		req:  req,
 		ip:   ip,
@@ -120,16 +133,19 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 			MTU:       mtu,
 			DNS: attach.DNS{
 				Nameservers: []string{a.opts.Network.DNSIP.String()},
-				Search:      []string{req.Namespace + ".svc." + domain, "svc." + domain, domain},
+				Search:      search,
 				Options:     []string{"ndots:5"},
 			},
 		},
 	}, nil
 }
 
-// Detach implements attach.Attacher.
+// Detach implements attach.Attacher. An attach of id still under way is undone when it ends.
 func (a *Agent) Detach(_ context.Context, id string) error {
 	a.amu.Lock()
+	if _, ok := a.attaching[id]; ok {
+		a.attaching[id] = true
+	}
 	at, ok := a.attached[id]
 	delete(a.attached, id)
 	a.amu.Unlock()
@@ -151,8 +167,13 @@ func (a *Agent) release(at *attachment) {
 	a.pool.Release(at.req.ID)
 }
 
-// detachAll releases every attachment, at shutdown.
+// detachAll refuses new attachments, waits for those under way, and releases every one, at
+// shutdown.
 func (a *Agent) detachAll() {
+	a.amu.Lock()
+	a.closed = true
+	a.amu.Unlock()
+	a.inflight.Wait()
 	a.amu.Lock()
 	all := a.attached
 	a.attached = make(map[string]*attachment)

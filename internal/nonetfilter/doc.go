@@ -9,13 +9,16 @@
 //   - socket(AF_NETLINK, *, NETLINK_NETFILTER or NETLINK_XFRM): EPROTONOSUPPORT, as for a netlink
 //     family with no kernel socket;
 //   - setsockopt and getsockopt of the ip_tables, ip6_tables, arp_tables and ebtables control
-//     options, the conntrack SO_ORIGINAL_DST lookups and IPVS's options: ENOPROTOOPT, as
+//     options, the conntrack SO_ORIGINAL_DST lookups, IPVS's options and XFRM's per-socket
+//     policies (IP_IPSEC_POLICY, IP_XFRM_POLICY and their IPv6 twins): ENOPROTOOPT, as
 //     ip_setsockopt answers an option nobody registered;
 //   - init_module and finit_module: ENOSYS, as on a kernel without loadable modules;
 //   - any system call of another ABI (32-bit compat, x32): ENOSYS, so the rules cannot be
 //     sidestepped through socketcall(2).
 //
-// Everything else is allowed. Filters are inherited across fork, clone and execve and cannot be
+// Everything else is allowed. Files are not filtered: /proc/net/nf_conntrack and
+// /proc/sys/net/netfilter still read as on this machine, so a program that probes netfilter
+// through files is not caught (podnet reads neither). Filters are inherited across fork, clone and execve and cannot be
 // removed, so a lab daemon, its pods and their clients all run under it.
 //
 // Two ways to use it:

@@ -36,14 +36,16 @@ type optionRange struct {
 // IPV6_RECVTCLASS and IPV6_TCLASS, ordinary options between ip6_tables' two runs.
 func deniedOptions() []optionRange {
 	return []optionRange{
-		{unix.SOL_IP, 64, 67, "ip_tables"},              // IPT_SO_SET_REPLACE .. IPT_SO_GET_REVISION_TARGET
-		{unix.SOL_IP, 80, 80, "SO_ORIGINAL_DST"},        // conntrack's original destination
-		{unix.SOL_IP, 96, 99, "arp_tables"},             // ARPT_SO_*
-		{unix.SOL_IP, 128, 131, "ebtables"},             // EBT_SO_*
-		{unix.SOL_IP, 1152, 1167, "IPVS"},               // IP_VS_SO_* (IP_VS_BASE_CTL = 64+1024+64)
-		{unix.SOL_IPV6, 64, 65, "ip6_tables"},           // IP6T_SO_SET_REPLACE, IP6T_SO_SET_ADD_COUNTERS
-		{unix.SOL_IPV6, 68, 69, "ip6_tables"},           // IP6T_SO_GET_REVISION_MATCH, _TARGET
-		{unix.SOL_IPV6, 80, 80, "IP6T_SO_ORIGINAL_DST"}, // conntrack's original destination
+		{unix.SOL_IP, 16, 17, "IP_IPSEC_POLICY/IP_XFRM_POLICY"},       // XFRM's per-socket policies
+		{unix.SOL_IP, 64, 67, "ip_tables"},                            // IPT_SO_SET_REPLACE .. IPT_SO_GET_REVISION_TARGET
+		{unix.SOL_IP, 80, 80, "SO_ORIGINAL_DST"},                      // conntrack's original destination
+		{unix.SOL_IP, 96, 99, "arp_tables"},                           // ARPT_SO_*
+		{unix.SOL_IP, 128, 131, "ebtables"},                           // EBT_SO_*
+		{unix.SOL_IP, 1152, 1167, "IPVS"},                             // IP_VS_SO_* (IP_VS_BASE_CTL = 64+1024+64)
+		{unix.SOL_IPV6, 34, 35, "IPV6_IPSEC_POLICY/IPV6_XFRM_POLICY"}, // XFRM's per-socket policies
+		{unix.SOL_IPV6, 64, 65, "ip6_tables"},                         // IP6T_SO_SET_REPLACE, IP6T_SO_SET_ADD_COUNTERS
+		{unix.SOL_IPV6, 68, 69, "ip6_tables"},                         // IP6T_SO_GET_REVISION_MATCH, _TARGET
+		{unix.SOL_IPV6, 80, 80, "IP6T_SO_ORIGINAL_DST"},               // conntrack's original destination
 	}
 }
 

@@ -5,6 +5,7 @@ package nonetfilter
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -31,6 +32,9 @@ func installListener() (int, error) {
 }
 
 func install(flags uintptr, deny func(unix.Errno) uint32) (int, error) {
+	// no_new_privs and the filter belong to a thread: both must land on the same one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	prog, err := Program(deny)
 	if err != nil {
 		return -1, err

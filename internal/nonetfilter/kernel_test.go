@@ -5,6 +5,7 @@ package nonetfilter
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -282,6 +283,14 @@ func TestRun(t *testing.T) {
 	}
 
 	// A stand-in: found first on PATH, fails, and is recorded with its arguments.
+	// The command itself is a stand-in too when named without a path.
+	direct := exec.Command("iptables", "-S")
+	direct.Stdout, direct.Stderr = io.Discard, io.Discard
+	rep, err = Run(direct, Options{StandIns: t.TempDir()})
+	if err == nil || len(rep.StandIns) != 1 || !strings.HasPrefix(rep.StandIns[0], "iptables -S (pid ") {
+		t.Errorf("iptables run directly: err %v, stand-in calls %q; want the stand-in's failure", err, rep.StandIns)
+	}
+
 	sh := exec.Command("/bin/sh", "-c", "iptables -t nat -L && echo ran")
 	var shOut strings.Builder
 	sh.Stdout, sh.Stderr = &shOut, &shOut

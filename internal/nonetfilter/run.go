@@ -131,9 +131,6 @@ func (r Report) String() string {
 //
 // The error is cmd's (an *exec.ExitError when it failed), or one of setting up the filter.
 func Run(cmd *exec.Cmd, o Options) (Report, error) {
-	if cmd.Err != nil {
-		return Report{}, cmd.Err
-	}
 	self := o.Self
 	if self == "" {
 		self = "/proc/self/exe"
@@ -149,6 +146,16 @@ func Run(cmd *exec.Cmd, o Options) (Report, error) {
 			return Report{}, err
 		}
 		env = prependPath(env, o.StandIns)
+		// The command itself is looked up again on that PATH: `nonetfilter -- iptables` runs the
+		// stand-in too.
+		if !strings.Contains(cmd.Args[0], "/") {
+			if p := filepath.Join(o.StandIns, cmd.Args[0]); isExecutable(p) {
+				cmd.Path, cmd.Err = p, nil
+			}
+		}
+	}
+	if cmd.Err != nil {
+		return Report{}, cmd.Err
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -192,7 +199,7 @@ func Run(cmd *exec.Cmd, o Options) (Report, error) {
 func receiveListener(sock int) (int, error) {
 	oob := make([]byte, unix.CmsgSpace(4))
 	buf := make([]byte, 1)
-	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, 0)
+	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return -1, err
 	}
@@ -204,7 +211,6 @@ func receiveListener(sock int) (int, error) {
 	if err != nil || len(fds) != 1 {
 		return -1, fmt.Errorf("no descriptor received (%v)", err)
 	}
-	unix.CloseOnExec(fds[0])
 	return fds[0], nil
 }
 
@@ -328,6 +334,11 @@ func readLog(path string) ([]string, error) {
 		}
 	}
 	return calls, nil
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

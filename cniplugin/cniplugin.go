@@ -138,6 +138,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 	}
 	ctx := context.Background()
 	finishQueuedDels(ctx, conf, client)
+	if _, err := os.Stat(filepath.Join(queuedDir(conf), args.ContainerID)); err == nil {
+		// A DEL of this ID waits for the agent: attaching first would let it undo this ADD.
+		return types.NewError(types.ErrTryAgainLater, "podnet-cni ADD: a DEL of this container waits for the podnet node agent", args.ContainerID)
+	}
 	res, err := client.Attach(ctx, attach.Request{
 		ID:        args.ContainerID,
 		Namespace: string(pa.K8S_POD_NAMESPACE),
@@ -269,14 +273,22 @@ func QueuedDels(stateDir string) ([]string, error) {
 }
 
 // finishQueuedDels sends every queued DEL to the agent; each one the agent took is forgotten.
-// Failures leave the rest queued for the next call.
+// Each entry is claimed first (renamed to a name of this process's), so two plugin runs never
+// send the same queued DEL, and a failure puts it back for the next call.
 func finishQueuedDels(ctx context.Context, conf *Config, client *attach.Client) {
 	ids, _ := QueuedDels(conf.StateDir)
+	dir := queuedDir(conf)
 	for _, id := range ids {
+		path := filepath.Join(dir, id)
+		claim := filepath.Join(dir, fmt.Sprintf(".claim-%d-%s", os.Getpid(), id))
+		if os.Rename(path, claim) != nil {
+			continue // another run has it
+		}
 		if err := client.Detach(ctx, id); err != nil {
+			os.Rename(claim, path)
 			return
 		}
-		os.Remove(filepath.Join(queuedDir(conf), id))
+		os.Remove(claim)
 	}
 }
 

@@ -249,6 +249,10 @@ func TestDelWithAgentDown(t *testing.T) {
 	if q, _ := cniplugin.QueuedDels(n.stateDir); !slices.Equal(q, []string{"c1"}) {
 		t.Errorf("queued DELs %v, want c1", q)
 	}
+	// An ADD of c1 while its DEL waits would be undone by it: try again later.
+	if r := n.run("ADD", "c1", conf); r.errc != 11 || !strings.Contains(r.stdout, "a DEL of this container waits") {
+		t.Errorf("ADD of a container whose DEL is queued: exit %d, code %d: %s; want code 11", r.code, r.errc, r.stdout)
+	}
 	n.start() // the agent is back, still holding c1 and c2 (an agent that kept its state)
 	if r := n.run("STATUS", "", conf); r.code != 0 {
 		t.Fatalf("STATUS: %s", r.stdout)

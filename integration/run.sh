@@ -24,6 +24,14 @@ echo "== building podnet, the end-to-end test binary and nonetfilter into $dir"
 "$GO" test -c -o "$dir/integration.test" ./integration/ || exit 1
 "$GO" build -o "$dir/nonetfilter" ./internal/nonetfilter/cmd/nonetfilter || exit 1
 chmod 755 "$dir"/*
+# The real Kubernetes components (make kube-bin), copied where every mode's user can run them:
+# the build cache is in root's home.
+kube_env=()
+if [ -d bin/kube ] && [ -n "$(ls bin/kube 2>/dev/null)" ]; then
+	mkdir -p "$dir/kube"
+	cp -L bin/kube/* "$dir/kube/" && chmod 755 "$dir/kube" "$dir/kube"/*
+	kube_env=(PODNET_KUBE_BIN="$dir/kube")
+fi
 
 flags=(-test.v -test.count=1 -test.timeout 20m "$@")
 summary=()
@@ -35,12 +43,13 @@ run() {
 	shift
 	echo "== end-to-end tests, $mode"
 	local status=0
-	(cd "$dir" && "$@") 2>&1 | tee "$dir/$mode.log" || true
+	(cd "$dir" && "$@") 2>&1 | tee "$dir/$mode.log"
 	status=${PIPESTATUS[0]}
 	local pass fail skip
-	pass=$(grep -c '^--- PASS' "$dir/$mode.log")
-	fail=$(grep -c '^--- FAIL' "$dir/$mode.log")
-	skip=$(grep -c '^--- SKIP' "$dir/$mode.log")
+	pass=$(grep -c '^--- PASS' "$dir/$mode.log" || true)
+	fail=$(grep -c '^--- FAIL' "$dir/$mode.log" || true)
+	skip=$(grep -c '^--- SKIP' "$dir/$mode.log" || true)
+	pass=${pass:-0} fail=${fail:-0} skip=${skip:-0}
 	if [ "$status" -ne 0 ] || [ "$pass" -eq 0 ]; then
 		failed=1
 		summary+=("$mode: $pass passed, $fail failed, $skip skipped (FAILED, exit status $status)")
@@ -53,15 +62,15 @@ run() {
 }
 
 if [ "$(id -u)" != 0 ]; then
-	run "as-$(id -un)" env PODNET_BIN="$dir/podnet" ./integration.test "${flags[@]}"
+	run "as-$(id -un)" env PODNET_BIN="$dir/podnet" "${kube_env[@]}" ./integration.test "${flags[@]}"
 else
-	run root env PODNET_BIN="$dir/podnet" PODNET_TEST_USER="$TEST_USER" ./integration.test "${flags[@]}"
-	run rootless runuser -u "$TEST_USER" -- env -i PATH="$PATH" PODNET_BIN="$dir/podnet" \
+	run root env PODNET_BIN="$dir/podnet" PODNET_TEST_USER="$TEST_USER" "${kube_env[@]}" ./integration.test "${flags[@]}"
+	run rootless runuser -u "$TEST_USER" -- env -i PATH="$PATH" PODNET_BIN="$dir/podnet" "${kube_env[@]}" \
 		./integration.test "${flags[@]}"
 	# tshark's dumpcap (the overlay test's capture) lists nflog capture interfaces through
 	# NETLINK_NETFILTER and carries on without them: its refusals are printed, not failed.
 	run no-netfilter ./nonetfilter -tolerate dumpcap -- env PODNET_BIN="$dir/podnet" PODNET_TEST_USER="$TEST_USER" \
-		./integration.test "${flags[@]}"
+		"${kube_env[@]}" ./integration.test "${flags[@]}"
 fi
 
 echo

@@ -144,7 +144,11 @@ func TestFollowsChanges(t *testing.T) {
 	if _, err := pods.Create(ctx, pod("default", "b", "node-a"), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	<-changed
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change signalled for a new pod")
+	}
 	eventually(t, "pod b", func() bool { return slices.Equal(names(src.Pods()), []string{"default/a", "default/b"}) })
 	b := pod("default", "b", "node-a")
 	b.Status.PodIP = "10.244.0.9"
@@ -155,6 +159,10 @@ func TestFollowsChanges(t *testing.T) {
 		ps := src.Pods()
 		return len(ps) == 2 && ps[1].Status.PodIP == "10.244.0.9"
 	})
+	select { // what the update signalled
+	case <-changed:
+	default:
+	}
 	if err := pods.Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ GO      ?= go
 DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark
 BIN     := bin/podnet
 
-.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin
+.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin kube-bin-test
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "podnet needs Go >= 1.26 (https://go.dev/dl/) on PATH"; exit 1; }
@@ -31,7 +31,12 @@ lab: deps build
 # skip and say why.
 TEST_USER ?= podnettest
 
-test: deps unit e2e
+test: deps kube-bin-test unit e2e
+
+# The components the end-to-end suite's Kubernetes-mode tests run (a control plane on loopback).
+KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl
+kube-bin-test:
+	GO=$(GO) hack/kube-bin.sh $(KUBE_TEST_COMPONENTS)
 
 unit:
 	$(GO) vet ./...

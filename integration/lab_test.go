@@ -49,10 +49,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	podnetBin = filepath.Join(dir, "podnet")
-	out, err := exec.Command("go", "build", "-o", podnetBin, "../cmd/podnet").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build podnet: %v\n%s", err, out)
-		os.Exit(1)
+	for _, c := range []string{"podnet", "podnet-cni"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, c), "../cmd/"+c).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", c, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -19,8 +19,9 @@ TEST_USER=${TEST_USER:-podnettest}
 dir=$(mktemp -d /tmp/podnet-e2e.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 chmod 755 "$dir"
-echo "== building podnet, the end-to-end test binary and nonetfilter into $dir"
+echo "== building podnet, podnet-cni, the end-to-end test binary and nonetfilter into $dir"
 "$GO" build -o "$dir/podnet" ./cmd/podnet || exit 1
+"$GO" build -o "$dir/podnet-cni" ./cmd/podnet-cni || exit 1
 "$GO" test -c -o "$dir/integration.test" ./integration/ || exit 1
 "$GO" build -o "$dir/nonetfilter" ./internal/nonetfilter/cmd/nonetfilter || exit 1
 chmod 755 "$dir"/*

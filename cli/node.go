@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/podnet/podnet/cniplugin"
+	"github.com/podnet/podnet/kubenode"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// newNodeCommand is `podnet node`: the node agent of a real Kubernetes cluster.
+func newNodeCommand() *cobra.Command {
+	var (
+		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket string
+		mtu                                                                                      int
+	)
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run the node agent of a real Kubernetes cluster (its CNI plugin is podnet-cni)",
+		Long: `Run podnet's node agent against a Kubernetes API server: the node's pod network, Services,
+cluster DNS, NetworkPolicy and WireGuard overlay, for the pods that the kubelet's container
+runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-controller-manager
+(--allocate-node-cidrs).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := restConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("podnet node: %w", err)
+			}
+			o := kubenode.Options{
+				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
+				StateDir: stateDir, Socket: socket,
+				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+			}
+			if o.ClusterCIDR, err = netip.ParsePrefix(clusterCIDR); err != nil {
+				return fmt.Errorf("podnet node: --cluster-cidr %q: %w", clusterCIDR, err)
+			}
+			if o.ServiceCIDR, err = netip.ParsePrefix(serviceCIDR); err != nil {
+				return fmt.Errorf("podnet node: --service-cidr %q: %w", serviceCIDR, err)
+			}
+			if nodeAddr != "" {
+				if o.NodeAddress, err = netip.ParseAddr(nodeAddr); err != nil {
+					return fmt.Errorf("podnet node: --node-address %q: %w", nodeAddr, err)
+				}
+			}
+			if dnsIP != "" {
+				if o.ClusterDNS, err = netip.ParseAddr(dnsIP); err != nil {
+					return fmt.Errorf("podnet node: --cluster-dns %q: %w", dnsIP, err)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return kubenode.Run(ctx, o)
+		},
+	}
+	host, _ := os.Hostname()
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else the in-cluster config)")
+	f.StringVar(&nodeName, "node-name", host, "this node's Node name")
+	f.StringVar(&nodeAddr, "node-address", "", "the node's address for WireGuard (default: the Node's InternalIP)")
+	f.StringVar(&clusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pods' range (kube-controller-manager --cluster-cidr)")
+	f.StringVar(&serviceCIDR, "service-cidr", "10.96.0.0/16", "the Services' range (kube-apiserver --service-cluster-ip-range)")
+	f.StringVar(&dnsIP, "cluster-dns", "", "the DNS address the kubelets give pods (default: kube-system/kube-dns's ClusterIP, else the 10th address of --service-cidr)")
+	f.StringVar(&domain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	f.IntVar(&mtu, "mtu", 1420, "the pods' MTU")
+	f.StringVar(&stateDir, "state-dir", "/var/lib/podnet", "where the node keeps its WireGuard key")
+	f.StringVar(&socket, "cni-socket", cniplugin.DefaultSocket, "the unix socket podnet-cni reaches the agent on")
+	return cmd
+}
+
+// restConfig is the client configuration: the kubeconfig file given or in $KUBECONFIG, else the
+// in-cluster one.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("podnet node: kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("podnet node: no --kubeconfig, no $KUBECONFIG, and not in a cluster: %w", err)
+	}
+	return cfg, nil
+}

@@ -20,7 +20,7 @@ import (
 func newNodeCommand() *cobra.Command {
 	var (
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket string
-		mtu                                                                                      int
+		mtu                                                                                       int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",

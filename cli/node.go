@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/podnet/podnet/cniplugin"
@@ -47,8 +48,10 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			if o.ClusterCIDR, err = netip.ParsePrefix(clusterCIDR); err != nil {
 				return fmt.Errorf("podnet node: --cluster-cidr %q: %w", clusterCIDR, err)
 			}
-			if o.ServiceCIDR, err = netip.ParsePrefix(serviceCIDR); err != nil {
-				return fmt.Errorf("podnet node: --service-cidr %q: %w", serviceCIDR, err)
+			if serviceCIDR != "" {
+				if o.ServiceCIDR, err = netip.ParsePrefix(serviceCIDR); err != nil {
+					return fmt.Errorf("podnet node: --service-cidr %q: %w", serviceCIDR, err)
+				}
 			}
 			if nodeAddr != "" {
 				if o.NodeAddress, err = netip.ParseAddr(nodeAddr); err != nil {
@@ -71,7 +74,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.StringVar(&nodeName, "node-name", host, "this node's Node name")
 	f.StringVar(&nodeAddr, "node-address", "", "the node's address for WireGuard (default: the Node's InternalIP)")
 	f.StringVar(&clusterCIDR, "cluster-cidr", "10.244.0.0/16", "the pods' range (kube-controller-manager --cluster-cidr)")
-	f.StringVar(&serviceCIDR, "service-cidr", "10.96.0.0/16", "the Services' range (kube-apiserver --service-cluster-ip-range)")
+	f.StringVar(&serviceCIDR, "service-cidr", "", "the Services' range (default: the cluster's ServiceCIDR \"kubernetes\", from kube-apiserver --service-cluster-ip-range)")
 	f.StringVar(&dnsIP, "cluster-dns", "", "the DNS address the kubelets give pods (default: kube-system/kube-dns's ClusterIP, else the 10th address of --service-cidr)")
 	f.StringVar(&domain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	f.IntVar(&mtu, "mtu", 1420, "the pods' MTU")
@@ -98,4 +101,31 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("podnet node: no --kubeconfig, no $KUBECONFIG, and not in a cluster: %w", err)
 	}
 	return cfg, nil
+}
+
+// newCNIInstallCommand is `podnet cni-install`: what the DaemonSet's install-cni container runs.
+func newCNIInstallCommand() *cobra.Command {
+	var binDir, confDir, conf, plugin string
+	cmd := &cobra.Command{
+		Use:    "cni-install",
+		Short:  "Install podnet-cni and its configuration on the node (the DaemonSet's init container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if plugin == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				plugin = filepath.Join(filepath.Dir(exe), "podnet-cni")
+			}
+			return kubenode.InstallCNI(plugin, binDir, conf, confDir)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&binDir, "bin-dir", "/opt/cni/bin", "where CNI plugins go")
+	f.StringVar(&confDir, "conf-dir", "/etc/cni/net.d", "where CNI configurations go")
+	f.StringVar(&conf, "conf", "/config/10-podnet.conflist", "the configuration list to install")
+	f.StringVar(&plugin, "plugin", "", "the podnet-cni binary (default: beside this one)")
+	return cmd
 }

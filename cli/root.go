@@ -79,6 +79,7 @@ Start the built-in example lab with "podnet lab up", then look around with "podn
 		newPolicyCommand(g),
 		newFlowsCommand(g),
 		newNodeCommand(),
+		newCNIInstallCommand(),
 	)
 	return root
 }

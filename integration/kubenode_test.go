@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podnet/podnet/internal/controlplane"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -80,6 +81,9 @@ func TestKubeNodes(t *testing.T) {
 	if _, err := cp.Kubectl(ctx, "apply", "-f", manifest); err != nil {
 		t.Fatal(err)
 	}
+	// The agents run as deploy/podnet.yaml's ServiceAccount, with its ClusterRole and nothing more.
+	applyDeployRBAC(t, ctx, cp, dir)
+	kubeconfig := serviceAccountKubeconfig(t, ctx, cp, dir, "podnet-system", "podnet")
 	cni := filepath.Join(filepath.Dir(podnetBin), "podnet-cni")
 	nodes := []*kubeNode{
 		{name: "node-a", addr: "127.0.251.1"},
@@ -92,7 +96,7 @@ func TestKubeNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n.cmd = exec.Command(podnetBin, "node", "--kubeconfig", cp.Kubeconfig, "--node-name", n.name,
+		n.cmd = exec.Command(podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", n.name,
 			"--node-address", n.addr, "--state-dir", filepath.Join(dir, n.name), "--cni-socket", n.socket,
 			"--cluster-dns", "10.96.0.10")
 		n.cmd.Stdout, n.cmd.Stderr = logf, logf
@@ -250,5 +254,110 @@ func reportRunning(t *testing.T, ctx context.Context, client kubernetes.Interfac
 	}
 	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// applyDeployRBAC applies the Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding of
+// deploy/podnet.yaml (not its DaemonSet: these clusters have no kubelets to run it).
+func applyDeployRBAC(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, dir string) {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/podnet.yaml")
+	if os.IsNotExist(err) {
+		b, err = os.ReadFile(filepath.Join(os.Getenv("PODNET_REPO"), "deploy/podnet.yaml"))
+	}
+	if err != nil {
+		t.Fatalf("deploy/podnet.yaml (run from the checkout's integration directory, or set PODNET_REPO): %v", err)
+	}
+	var docs []string
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		for _, kind := range []string{"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"} {
+			if strings.Contains(doc, "\nkind: "+kind+"\n") || strings.HasPrefix(doc, "kind: "+kind+"\n") {
+				docs = append(docs, doc)
+			}
+		}
+	}
+	if len(docs) != 4 {
+		t.Fatalf("found %d of the 4 RBAC documents in deploy/podnet.yaml", len(docs))
+	}
+	path := filepath.Join(dir, "rbac.yaml")
+	os.WriteFile(path, []byte(strings.Join(docs, "\n---\n")), 0o644)
+	if _, err := cp.Kubectl(ctx, "apply", "-f", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serviceAccountKubeconfig writes a kubeconfig with a token of the ServiceAccount ns/name.
+func serviceAccountKubeconfig(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, dir, ns, name string) string {
+	t.Helper()
+	token, err := cp.Kubectl(ctx, "create", "token", name, "-n", ns, "--duration", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name+".kubeconfig")
+	kc := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: %q, insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: %q}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, cp.Server, strings.TrimSpace(token))
+	if err := os.WriteFile(path, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestKubeNodeMissingPermissions: an agent whose ServiceAccount lacks permissions stops at once
+// and names every one it lacks.
+func TestKubeNodeMissingPermissions(t *testing.T) {
+	cp, _ := startControlPlane(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	limited := filepath.Join(dir, "limited.yaml")
+	os.WriteFile(limited, []byte(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: limited, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: limited}
+rules:
+- apiGroups: [""]
+  resources: [nodes, namespaces, pods, services]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: limited}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: limited}
+subjects: [{kind: ServiceAccount, name: limited, namespace: default}]
+`), 0o644)
+	if _, err := cp.Kubectl(ctx, "apply", "-f", limited); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := serviceAccountKubeconfig(t, ctx, cp, dir, "default", "limited")
+	cmd := exec.Command(podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", "node-a",
+		"--node-address", "127.0.251.3", "--state-dir", filepath.Join(dir, "state"), "--cni-socket", filepath.Join(dir, "cni.sock"))
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("podnet node without its permissions did not stop:\n%s", out)
+	}
+	if err == nil {
+		t.Fatalf("podnet node without its permissions succeeded:\n%s", out)
+	}
+	for _, want := range []string{"watch secrets", "list endpointslices.discovery.k8s.io", "patch nodes/status", "deploy/podnet.yaml"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the error does not name %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "list pods") {
+		t.Errorf("the error names a permission the agent has:\n%s", out)
 	}
 }

@@ -25,13 +25,15 @@ echo "== building podnet, podnet-cni, the end-to-end test binary and nonetfilter
 "$GO" test -c -o "$dir/integration.test" ./integration/ || exit 1
 "$GO" build -o "$dir/nonetfilter" ./internal/nonetfilter/cmd/nonetfilter || exit 1
 chmod 755 "$dir"/*
-# The real Kubernetes components (make kube-bin), copied where every mode's user can run them:
-# the build cache is in root's home.
-kube_env=()
+# deploy/podnet.yaml, for the tests that apply its RBAC, and the real Kubernetes components
+# (make kube-bin), copied where every mode's user can read them: the checkout and the build cache
+# may be in root's home.
+mkdir -p "$dir/deploy" && cp deploy/podnet.yaml "$dir/deploy/" && chmod -R a+rX "$dir/deploy"
+kube_env=(PODNET_REPO="$dir")
 if [ -d bin/kube ] && [ -n "$(ls bin/kube 2>/dev/null)" ]; then
 	mkdir -p "$dir/kube"
 	cp -L bin/kube/* "$dir/kube/" && chmod 755 "$dir/kube" "$dir/kube"/*
-	kube_env=(PODNET_KUBE_BIN="$dir/kube")
+	kube_env+=(PODNET_KUBE_BIN="$dir/kube")
 fi
 
 flags=(-test.v -test.count=1 -test.timeout 20m "$@")

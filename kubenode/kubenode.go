@@ -39,9 +39,12 @@ type Options struct {
 	// NodeAddress is where the node's WireGuard port listens. Invalid means the Node's first
 	// InternalIP.
 	NodeAddress netip.Addr
-	// ClusterCIDR is the pods' range (the controller-manager's --cluster-cidr); ServiceCIDR the
-	// Services'. Both required.
-	ClusterCIDR, ServiceCIDR netip.Prefix
+	// ClusterCIDR is the pods' range (the controller-manager's --cluster-cidr). Required.
+	ClusterCIDR netip.Prefix
+	// ServiceCIDR is the Services' range. Invalid means the IPv4 range of the cluster's
+	// networking.k8s.io/v1 ServiceCIDR "kubernetes" (the API server's
+	// --service-cluster-ip-range).
+	ServiceCIDR netip.Prefix
 	// ClusterDNS is where pods ask DNS (the kubelet's clusterDNS); ClusterDomain its domain.
 	// Invalid means the ClusterIP of kube-system/kube-dns when that Service exists, else the
 	// tenth address of ServiceCIDR; empty means cluster.local.
@@ -59,8 +62,8 @@ type Options struct {
 
 // Run runs the node until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	if o.Client == nil || o.NodeName == "" || o.StateDir == "" || o.Socket == "" || !o.ClusterCIDR.IsValid() || !o.ServiceCIDR.IsValid() {
-		return errors.New("podnet node: Client, NodeName, ClusterCIDR, ServiceCIDR, StateDir and Socket are required")
+	if o.Client == nil || o.NodeName == "" || o.StateDir == "" || o.Socket == "" || !o.ClusterCIDR.IsValid() {
+		return errors.New("podnet node: Client, NodeName, ClusterCIDR, StateDir and Socket are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -72,6 +75,15 @@ func Run(ctx context.Context, o Options) error {
 		o.MTU = 1420
 	}
 	log := o.Logger
+	if err := checkPermissions(ctx, o.Client); err != nil {
+		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
+	}
+	if !o.ServiceCIDR.IsValid() {
+		var err error
+		if o.ServiceCIDR, err = serviceCIDR(ctx, o.Client); err != nil {
+			return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
+		}
+	}
 	src := kubesource.New(o.Client, 0)
 	srcCtx, stopSource := context.WithCancel(ctx)
 	defer stopSource()
@@ -146,6 +158,26 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-served:
 		return fmt.Errorf("podnet node %s: attach socket: %w", o.NodeName, err)
 	}
+}
+
+// serviceCIDR is the IPv4 range of the ServiceCIDR "kubernetes", which the API server makes from
+// its --service-cluster-ip-range.
+func serviceCIDR(ctx context.Context, client kubernetes.Interface) (netip.Prefix, error) {
+	list, err := client.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("list ServiceCIDRs (or give --service-cidr): %w", err)
+	}
+	for _, sc := range list.Items {
+		if sc.Name != "kubernetes" {
+			continue
+		}
+		for _, c := range sc.Spec.CIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil && p.Addr().Is4() {
+				return p, nil
+			}
+		}
+	}
+	return netip.Prefix{}, errors.New("no IPv4 range in the ServiceCIDR \"kubernetes\": give --service-cidr")
 }
 
 // waitForPodCIDR waits until the Node exists with a pod CIDR.

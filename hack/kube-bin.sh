@@ -6,7 +6,9 @@
 #
 # Components (default: all): kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
 # (k8s.io/kubernetes $KUBE_VERSION), etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION), containerd
-# (github.com/containerd/containerd/v2 $CONTAINERD_VERSION, with containerd-shim-runc-v2 and ctr).
+# (github.com/containerd/containerd/v2 $CONTAINERD_VERSION, with containerd-shim-runc-v2 and ctr),
+# cni-plugins (the reference bridge, host-local and loopback of github.com/containernetworking/plugins
+# $CNI_PLUGINS_VERSION, for benchmarks beside podnet-cni; into bin/kube/cni/).
 #
 # None of them is ever a dependency of podnet's own module: each is built from a scratch module
 # in the cache. k8s.io/kubernetes cannot be required like an ordinary module (its go.mod points
@@ -21,12 +23,13 @@ set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 CONTAINERD_VERSION=${CONTAINERD_VERSION:-v2.4.2}
+CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.10.0}
 GO=${GO:-go}
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PODNET_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/podnet/kube}
 kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
-all=("${kube_components[@]}" etcd containerd)
+all=("${kube_components[@]}" etcd containerd cni-plugins)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
 for c in "${wanted[@]}"; do
@@ -140,12 +143,33 @@ build_containerd() {
 	elapsed containerd "$start"
 }
 
+# build_cni_plugins: the reference CNI plugins that benchmarks compare podnet-cni with.
+build_cni_plugins() {
+	local dir=$cache/cni-plugins-$CNI_PLUGINS_VERSION p=github.com/containernetworking/plugins/plugins
+	[ -x "$dir/bin/bridge" ] && [ -x "$dir/bin/host-local" ] && [ -x "$dir/bin/loopback" ] && return
+	mkdir -p "$dir/src" "$dir/bin"
+	printf 'module podnet.dev/kube-bin/cni-plugins\n\ngo 1.26.0\n\nrequire github.com/containernetworking/plugins %s\n' "$CNI_PLUGINS_VERSION" >"$dir/src/go.mod"
+	printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s/ipam/host-local"\n\t_ "%s/main/bridge"\n\t_ "%s/main/loopback"\n)\n' $p $p $p >"$dir/src/tools.go"
+	echo "kube-bin: building the reference CNI plugins $CNI_PLUGINS_VERSION"
+	local start
+	start=$(date +%s)
+	(cd "$dir/src" && "$GO" mod tidy && "$GO" build -trimpath -ldflags='-s -w' -o "$dir/bin/" $p/main/bridge $p/ipam/host-local $p/main/loopback)
+	elapsed cni-plugins "$start"
+}
+
 mkdir -p "$top/bin/kube"
 for c in "${wanted[@]}"; do
 	case $c in
 	etcd)
 		build_etcd
 		ln -sf "$cache/etcd-$ETCD_VERSION/bin/etcd" "$top/bin/kube/etcd"
+		;;
+	cni-plugins)
+		build_cni_plugins
+		mkdir -p "$top/bin/kube/cni"
+		for b in bridge host-local loopback; do
+			ln -sf "$cache/cni-plugins-$CNI_PLUGINS_VERSION/bin/$b" "$top/bin/kube/cni/$b"
+		done
 		;;
 	containerd)
 		build_containerd

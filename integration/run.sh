@@ -32,7 +32,10 @@ mkdir -p "$dir/deploy" && cp deploy/podnet.yaml "$dir/deploy/" && chmod -R a+rX 
 kube_env=(PODNET_REPO="$dir")
 if [ -d bin/kube ] && [ -n "$(ls bin/kube 2>/dev/null)" ]; then
 	mkdir -p "$dir/kube"
-	cp -L bin/kube/* "$dir/kube/" && chmod 755 "$dir/kube" "$dir/kube"/*
+	for f in bin/kube/*; do
+		[ -f "$f" ] && cp -L "$f" "$dir/kube/"
+	done
+	chmod 755 "$dir/kube" "$dir/kube"/*
 	kube_env+=(PODNET_KUBE_BIN="$dir/kube")
 fi
 

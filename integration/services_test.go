@@ -192,7 +192,7 @@ func (l *labRun) nodeAddrs(t *testing.T) map[string]string {
 // curlLoop runs n requests to url from pod and returns how many times each answer came.
 func (l *labRun) curlLoop(t *testing.T, pod, url string, n int) map[string]int {
 	t.Helper()
-	script := fmt.Sprintf(`for i in $(seq %d); do curl -sS --max-time 5 %s; echo; done`, n, url)
+	script := fmt.Sprintf(`for i in $(seq %d); do curl -sS --max-time 5 %s 2>&1; echo; done`, n, url)
 	out := l.must(t, "exec", pod, "--", "sh", "-c", script)
 	return countLines(out)
 }

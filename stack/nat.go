@@ -189,6 +189,7 @@ type natCounters struct {
 	flows      atomic.Uint64 // entries created
 	noEndpoint atomic.Uint64 // new flows refused: no endpoint
 	full       atomic.Uint64 // new flows dropped: table full or key clash
+	remapped   atomic.Uint64 // new flows given another source port: their reply tuple was taken
 	expired    atomic.Uint64 // entries removed by timeout
 	flushed    atomic.Uint64 // entries removed by Flush*
 	packets    atomic.Uint64 // packets translated
@@ -249,6 +250,12 @@ func (ct *conntrack) insert(e *ctEntry) bool {
 		ct.clientSlot(e.client).Add(1)
 	}
 	return true
+}
+
+// taken reports whether k is in the table.
+func (ct *conntrack) taken(k ctKey) bool {
+	_, ok := ct.lookup(k)
+	return ok
 }
 
 // put stores r under k unless k is taken.
@@ -431,11 +438,29 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 	}
 	e.reply = makeKey(b.As4(), replyDst, backend.Port(), replyDport, proto)
 	ct.touch(e, timeout(e))
-	if !ct.insert(e) {
+	inserted := ct.insert(e)
+	if !inserted {
 		// Another reader may have inserted the same flow meanwhile.
 		if r, ok := ct.lookup(k); ok && s.translate(ip, ihl, partial, r) {
 			return natDone
 		}
+	}
+	if !inserted && ct.taken(e.reply) {
+		// The reply tuple is another flow's: the client used this source port for another
+		// Service (or the backend's own address) that leads to the same backend, and that flow
+		// is still tracked. As netfilter's NAT does on such a clash, give this flow another
+		// source port; the backend still sees the client's address.
+		for attempt := range remapAttempts {
+			e.reply = makeKey(b.As4(), replyDst, backend.Port(), remapPort(k, attempt), proto)
+			if inserted = ct.insert(e); inserted || !ct.taken(e.reply) {
+				break
+			}
+		}
+		if inserted {
+			ct.ctr.remapped.Add(1)
+		}
+	}
+	if !inserted {
 		ct.ctr.full.Add(1)
 		return natDropped
 	}
@@ -444,6 +469,25 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 		return natDropped
 	}
 	return natDone
+}
+
+// remapAttempts bounds the source ports tried for a flow whose reply tuple is taken.
+const remapAttempts = 16
+
+// remapPort is the attempt'th source port tried for the flow k whose reply tuple is taken: spread
+// over the dynamic range 32768–60999 (Linux's default ip_local_port_range) by a hash of the flow.
+func remapPort(k ctKey, attempt int) uint16 {
+	h := uint32(2166136261)
+	for _, b := range k.src() {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	for _, b := range k.dst() {
+		h = (h ^ uint32(b)) * 16777619
+	}
+	h = (h ^ uint32(k.sport())) * 16777619
+	h = (h ^ uint32(k.dport())) * 16777619
+	h = (h ^ uint32(attempt)) * 16777619
+	return uint16(32768 + h%(60999-32768+1))
 }
 
 // translateReply translates ip, a packet to a local pod, if it is the reply

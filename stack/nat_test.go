@@ -317,6 +317,62 @@ func TestConntrackLimit(t *testing.T) {
 	}
 }
 
+// TestServiceReplyClash: a client reuses one source port for two Services that lead to the same
+// backend. The second flow's reply tuple is the first's; it gets another source port, so both
+// flows are translated and each reply finds its own flow (the old bug: the second flow's SYNs
+// were dropped until the first flow's entry expired).
+func TestServiceReplyClash(t *testing.T) {
+	vip1 := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.57"), 80)
+	vip2 := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.58"), 80)
+	backend := netip.AddrPortFrom(podB, 8080)
+	lb := newFakeBalancer()
+	lb.set(vip1, backend)
+	lb.set(vip2, backend)
+	s := newStack(t, withServices(lb))
+	client := netip.AddrPortFrom(podA, 41000)
+	first := tcpPacket(client, vip1, header.TCPFlagSyn, "", false)
+	if !s.NATOut(first, false) {
+		t.Fatal("first flow not translated")
+	}
+	second := tcpPacket(client, vip2, header.TCPFlagSyn, "", false)
+	if !s.NATOut(second, false) {
+		t.Fatal("second flow, same client port, same backend: not translated")
+	}
+	h1, h2 := header.IPv4(first), header.IPv4(second)
+	t1, t2 := header.TCP(h1.Payload()), header.TCP(h2.Payload())
+	if got := netip.AddrPortFrom(netip.AddrFrom4(h2.DestinationAddress().As4()), t2.DestinationPort()); got != backend {
+		t.Errorf("second flow goes to %v, want %v", got, backend)
+	}
+	if netip.AddrFrom4(h2.SourceAddress().As4()) != podA {
+		t.Errorf("second flow's source %v: the backend must see the client's address", h2.SourceAddress())
+	}
+	if t1.SourcePort() != 41000 || t2.SourcePort() == 41000 {
+		t.Errorf("source ports %d and %d: want the first kept and the second remapped", t1.SourcePort(), t2.SourcePort())
+	}
+	if !checksumsValid(second) {
+		t.Error("bad checksums after the remap")
+	}
+	// Each reply goes back to the client's own port, from the Service it asked.
+	for _, tc := range []struct {
+		port uint16
+		vip  netip.AddrPort
+	}{{t1.SourcePort(), vip1}, {t2.SourcePort(), vip2}} {
+		reply := tcpPacket(backend, netip.AddrPortFrom(podA, tc.port), header.TCPFlagSyn|header.TCPFlagAck, "", false)
+		if !s.NATReply(reply) {
+			t.Fatalf("reply to port %d not translated", tc.port)
+		}
+		h := header.IPv4(reply)
+		th := header.TCP(h.Payload())
+		from := netip.AddrPortFrom(netip.AddrFrom4(h.SourceAddress().As4()), th.SourcePort())
+		if from != tc.vip || th.DestinationPort() != 41000 || !checksumsValid(reply) {
+			t.Errorf("reply to port %d: from %v to port %d; want from %v to 41000", tc.port, from, th.DestinationPort(), tc.vip)
+		}
+	}
+	if st := s.Stats(); st.NATRemapped != 1 || st.NATDropped != 0 || st.NATActive != 2 {
+		t.Errorf("stats %+v: want one remapped flow, none dropped, two active", st)
+	}
+}
+
 // udpPacket returns an IPv4 UDP packet with valid checksums.
 func udpPacket(src, dst netip.AddrPort, payload string) []byte {
 	ip := make([]byte, header.IPv4MinimumSize+header.UDPMinimumSize+len(payload))

@@ -95,7 +95,9 @@ type Stats struct {
 	// connection-tracking table now; NATPackets the packets translated.
 	// NATNoEndpoint counts new flows to a Service port without a usable
 	// endpoint, refused at once; NATDropped new flows dropped because the
-	// table was full (Options.MaxConntrack) or their reply key was taken.
+	// table was full (Options.MaxConntrack) or no free reply key was found;
+	// NATRemapped new flows given another source port because their reply
+	// key was another flow's (a client port reused toward the same backend).
 	// NATExpired and NATFlushed count entries removed by timeout and by
 	// FlushUDPBackends or a detached pod.
 	NATFlows      uint64
@@ -103,6 +105,7 @@ type Stats struct {
 	NATPackets    uint64
 	NATNoEndpoint uint64
 	NATDropped    uint64
+	NATRemapped   uint64
 	NATExpired    uint64
 	NATFlushed    uint64
 }

@@ -51,10 +51,10 @@ type Source struct {
 	secrets        *list[*corev1.Secret]
 	all            []lister
 
-	mu      sync.Mutex // guards synced, subs, nextSub
-	synced  bool
-	subs    map[int]chan struct{}
-	nextSub int
+	mu     sync.Mutex // guards synced
+	synced bool
+
+	changes cluster.Changes
 }
 
 // New makes a Source on client. Resync is the informers' resync period; zero means none.
@@ -65,7 +65,6 @@ func New(client kubernetes.Interface, resync time.Duration) *Source {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 				o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
 			})),
-		subs: make(map[int]chan struct{}),
 	}
 	s.nodes = newList[*corev1.Node](s, s.factory.Core().V1().Nodes().Informer())
 	s.namespaces = newList[*corev1.Namespace](s, s.factory.Core().V1().Namespaces().Informer())
@@ -98,8 +97,8 @@ func (s *Source) WaitForSync(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.synced = true
-	s.notifyLocked()
 	s.mu.Unlock()
+	s.changes.Notify()
 	return nil
 }
 
@@ -129,38 +128,15 @@ func (s *Source) Synced() bool {
 	return s.synced
 }
 
-// changed is called by the informers' handlers.
+// changed is called by the informers' handlers; nothing is signalled before the sync.
 func (s *Source) changed() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.synced {
-		s.notifyLocked()
-	}
-}
-
-func (s *Source) notifyLocked() {
-	for _, c := range s.subs {
-		select {
-		case c <- struct{}{}:
-		default: // one value pending stands for every change since
-		}
+	if s.Synced() {
+		s.changes.Notify()
 	}
 }
 
 // Subscribe implements agent.Source.
-func (s *Source) Subscribe() (<-chan struct{}, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id := s.nextSub
-	s.nextSub++
-	c := make(chan struct{}, 1)
-	s.subs[id] = c
-	return c, func() {
-		s.mu.Lock()
-		delete(s.subs, id)
-		s.mu.Unlock()
-	}
-}
+func (s *Source) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
 
 // Nodes implements agent.Source.
 func (s *Source) Nodes() []*corev1.Node { return s.nodes.get() }

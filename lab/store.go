@@ -47,13 +47,12 @@ import (
 // Objects in the store are never modified in place: a change replaces the object, so readers may
 // keep what they got.
 type Store struct {
-	path string // persistence file; "" means memory only
-	now  func() time.Time
+	path    string // persistence file; "" means memory only
+	now     func() time.Time
+	changes cluster.Changes // the subscribers, woken on every committed state
 
-	mu     sync.Mutex // guards the fields below
-	state  *state
-	subs   map[int]chan struct{}
-	nextID int
+	mu    sync.Mutex // guards the fields below
+	state *state
 	// version counts the committed states; the state file holds version written.
 	version uint64
 	// pending is set when a committed state waits for a background write; writing while the
@@ -182,7 +181,7 @@ func key(ns, name string) string { return ns + "/" + name }
 // OpenStore loads the store persisted at path, or starts an empty one numbered labNumber if there
 // is none. An empty path keeps the store in memory.
 func OpenStore(path string, labNumber int) (*Store, error) {
-	s := &Store{path: path, now: time.Now, state: newState(labNumber), subs: map[int]chan struct{}{}}
+	s := &Store{path: path, now: time.Now, state: newState(labNumber)}
 	if path == "" {
 		return s, nil
 	}
@@ -238,19 +237,7 @@ func (s *Store) Lab() (*cluster.Lab, cluster.Network) {
 }
 
 // Subscribe implements agent.Source.
-func (s *Store) Subscribe() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	id := s.nextID
-	s.nextID++
-	s.subs[id] = ch
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.subs, id)
-		s.mu.Unlock()
-	}
-}
+func (s *Store) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
 
 // NodePods implements agent.Source.
 func (s *Store) NodePods(node string) []*corev1.Pod {
@@ -876,12 +863,7 @@ func (s *Store) publishLocked(next *state) {
 	if next.reconciled {
 		s.resyncAll = false
 	}
-	for _, ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	s.changes.Notify()
 }
 
 // writeBehind writes the current state until no newer one is pending.

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/podnet/podnet/agent"
+	"github.com/podnet/podnet/cluster"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,8 +31,8 @@ type Source struct {
 	ingresses   []*networkingv1.Ingress
 	secrets     []*corev1.Secret
 	annotations map[string]map[string]string // by node: what the agent published
-	subs        map[int]chan struct{}
-	nextSub     int
+
+	changes cluster.Changes
 }
 
 // State is a whole desired state for Set.
@@ -51,17 +52,8 @@ func (s *Source) Set(st State) {
 	s.mu.Lock()
 	s.nodes, s.services, s.slices, s.policies = st.Nodes, st.Services, st.EndpointSlices, st.NetworkPolicies
 	s.namespaces, s.pods, s.ingresses, s.secrets = st.Namespaces, st.Pods, st.Ingresses, st.Secrets
-	s.notifyLocked()
 	s.mu.Unlock()
-}
-
-func (s *Source) notifyLocked() {
-	for _, c := range s.subs {
-		select {
-		case c <- struct{}{}:
-		default: // a value is pending: coalesced
-		}
-	}
+	s.changes.Notify()
 }
 
 func (s *Source) Nodes() []*corev1.Node       { s.mu.Lock(); defer s.mu.Unlock(); return s.nodes }
@@ -90,22 +82,7 @@ func (s *Source) Ingresses() []*networkingv1.Ingress {
 func (s *Source) Secrets() []*corev1.Secret { s.mu.Lock(); defer s.mu.Unlock(); return s.secrets }
 
 // Subscribe implements agent.Source.
-func (s *Source) Subscribe() (<-chan struct{}, func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.subs == nil {
-		s.subs = make(map[int]chan struct{})
-	}
-	id := s.nextSub
-	s.nextSub++
-	c := make(chan struct{}, 1)
-	s.subs[id] = c
-	return c, func() {
-		s.mu.Lock()
-		delete(s.subs, id)
-		s.mu.Unlock()
-	}
-}
+func (s *Source) Subscribe() (<-chan struct{}, func()) { return s.changes.Subscribe() }
 
 // UpdateNodeAnnotations implements agent.NodeWriter: it records the annotations.
 func (s *Source) UpdateNodeAnnotations(node string, ann map[string]string) error {

@@ -97,6 +97,16 @@ type Options struct {
 	IngressHTTPPort, IngressHTTPSPort uint16
 	// Ingress, if set, is told the problems of invalid Ingresses (for `podnet get ingress`).
 	Ingress IngressReporter
+	// HostLoopback, if valid, is where the pods' connections to their gateway go (on the same
+	// port): the lab's hostLoopback setting maps the host's 127.0.0.1 there. The zero Addr (as in
+	// Kubernetes mode) refuses them: a pod must not reach the node's loopback services.
+	HostLoopback netip.Addr
+	// NodeInterface, if set, is the name of the node's own interface to its pods (Kubernetes
+	// mode: "podnet0"): a TAP the agent makes in its own network namespace (the node's), holding
+	// NodeLinkAddress, with routes for the cluster and service CIDRs through the data path, so
+	// the kubelet's probes, hostNetwork pods and the API server reach pods and ClusterIPs. Close
+	// removes it.
+	NodeInterface string
 }
 
 // Agent is one node's network.
@@ -161,6 +171,7 @@ func New(opts Options) (*Agent, error) {
 		MTU:             opts.Network.MTU,
 		Services:        balancer{px},
 		ServicePrefixes: []netip.Prefix{opts.Network.ServiceCIDR},
+		HostLoopback:    opts.HostLoopback,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: node %s: stack: %w", opts.NodeName, err)

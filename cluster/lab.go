@@ -85,6 +85,14 @@ type LabSpec struct {
 	// from each other and lie outside the NodePort range 30000-32767.
 	// Network.IngressPorts resolves them.
 	Ingress LabIngress `json:"ingress,omitzero"`
+	// HostLoopback says whether pods reach the host's loopback services
+	// (127.0.0.1) at their gateway address: with it, `curl
+	// http://10.244.0.1:8000/` from a pod reaches a server on the host's
+	// 127.0.0.1:8000, as slirp4netns and pasta map the host's loopback. It
+	// exposes every TCP and UDP service bound to the host's 127.0.0.1 to
+	// every pod of the lab. Default true; false refuses connections to the
+	// gateway. (Kubernetes mode never maps it.)
+	HostLoopback *bool `json:"hostLoopback,omitempty"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
 }
@@ -148,6 +156,10 @@ func (in *LabSpec) DeepCopyInto(out *LabSpec) {
 	*out = *in
 	out.DNS.Upstreams = slices.Clone(in.DNS.Upstreams)
 	out.Nodes = slices.Clone(in.Nodes)
+	if in.HostLoopback != nil {
+		v := *in.HostLoopback
+		out.HostLoopback = &v
+	}
 }
 
 // NodeNames returns the names of the lab's nodes, in order.
@@ -201,6 +213,9 @@ type Network struct {
 	// ports as the Lab sets them; zero means the default for the lab's mode.
 	// IngressPorts resolves them.
 	IngressHTTPPort, IngressHTTPSPort uint16
+	// HostLoopback says whether pods reach the host's 127.0.0.1 at their
+	// gateway (LabSpec.HostLoopback).
+	HostLoopback bool
 }
 
 // IngressPorts returns the TCP ports the nodes' Ingress controllers listen
@@ -239,6 +254,7 @@ func (l *Lab) Network() (Network, error) {
 		// Validation has checked that both are ports.
 		IngressHTTPPort:  uint16(spec.Ingress.HTTPPort),
 		IngressHTTPSPort: uint16(spec.Ingress.HTTPSPort),
+		HostLoopback:     spec.HostLoopback == nil || *spec.HostLoopback,
 	}
 	for _, u := range spec.DNS.Upstreams {
 		n.Upstreams = append(n.Upstreams, netip.MustParseAddrPort(u))
@@ -566,7 +582,7 @@ func validateLabIngress(in LabIngress, path *field.Path) field.ErrorList {
 
 // ValidateLabChange checks that a running lab, described by old, can take
 // the spec of new: the network (clusterCIDR, serviceCIDR, clusterDomain,
-// dnsIP, mtu), the Ingress ports and the address of a node that stays cannot
+// dnsIP, mtu), hostLoopback, the Ingress ports and the address of a node that stays cannot
 // change while the lab runs. Nodes may be added and removed, and the DNS upstreams may change.
 // Unset fields compare as their defaults. It does not check new by itself:
 // call Validate for that.
@@ -589,6 +605,7 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		{"mtu", fmt.Sprint(o.MTU), fmt.Sprint(n.MTU), func(a, b string) bool { return a == b }},
 		{"ingress.httpPort", ingressPortString(o.Ingress.HTTPPort), ingressPortString(n.Ingress.HTTPPort), func(a, b string) bool { return a == b }},
 		{"ingress.httpsPort", ingressPortString(o.Ingress.HTTPSPort), ingressPortString(n.Ingress.HTTPSPort), func(a, b string) bool { return a == b }},
+		{"hostLoopback", fmt.Sprint(o.HostLoopback == nil || *o.HostLoopback), fmt.Sprint(n.HostLoopback == nil || *n.HostLoopback), func(a, b string) bool { return a == b }},
 	} {
 		if !f.same(f.old, f.new) {
 			errs = append(errs, field.Forbidden(spec.Child(f.name),

@@ -25,11 +25,12 @@ func TestLabNetworkDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Network{
-		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-		ServiceCIDR: netip.MustParsePrefix("10.96.0.0/16"),
-		DNSIP:       netip.MustParseAddr("10.96.0.10"),
-		Domain:      "cluster.local",
-		MTU:         1500,
+		ClusterCIDR:  netip.MustParsePrefix("10.244.0.0/16"),
+		ServiceCIDR:  netip.MustParsePrefix("10.96.0.0/16"),
+		DNSIP:        netip.MustParseAddr("10.96.0.10"),
+		Domain:       "cluster.local",
+		MTU:          1500,
+		HostLoopback: true,
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("Network() = %+v, want %+v", n, want)
@@ -337,4 +338,30 @@ func TestDecodeLabIngress(t *testing.T) {
 		`lab.yaml: document 1 (line 1): lab/l: spec.ingress.httpPort: Invalid value: "80": must be an integer: remove the quotes`,
 		`lab.yaml: document 1 (line 1): lab/l: unknown field "spec.ingress.https"`,
 	})
+}
+
+func TestLabHostLoopback(t *testing.T) {
+	off := false
+	l := newLab(LabSpec{HostLoopback: &off, Nodes: []LabNode{{Name: "a"}}})
+	n, err := l.Network()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.HostLoopback {
+		t.Error("hostLoopback: false left the mapping on")
+	}
+	c := l.DeepCopy()
+	*c.Spec.HostLoopback = true
+	if *l.Spec.HostLoopback {
+		t.Error("DeepCopy shares spec.hostLoopback")
+	}
+	errs := ValidateLabChange(l, c)
+	if len(errs) != 1 || errs[0].Field != "spec.hostLoopback" {
+		t.Errorf("changing hostLoopback while the lab runs: %v, want one error on spec.hostLoopback", errs)
+	}
+	// Unset is the default, true: no change.
+	c.Spec.HostLoopback = nil
+	if errs := ValidateLabChange(c, newLab(LabSpec{Nodes: []LabNode{{Name: "a"}}})); len(errs) != 0 {
+		t.Errorf("unset against unset: %v", errs)
+	}
 }

@@ -208,6 +208,7 @@ func (d *daemon) syncAgents() {
 			StateDir:         filepath.Join(d.opts.Dir, "nodes", n.Name),
 			Logger:           d.log.With("node", n.Name),
 			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
+			HostLoopback:     hostLoopback(netw),
 		})
 		if err != nil {
 			d.log.Error("start node agent", "node", n.Name, "err", err)
@@ -498,4 +499,13 @@ func (d *daemon) ReportIngressProblems(node string, problems []ingress.Problem) 
 		m[k] = append(m[k], p.Field+": "+p.Message)
 	}
 	d.store.SetIngressProblems(m)
+}
+
+// hostLoopback is where the lab's pods reach the host at their gateway: its 127.0.0.1 when the Lab
+// maps it (spec.hostLoopback, the default), else nowhere.
+func hostLoopback(n cluster.Network) netip.Addr {
+	if n.HostLoopback {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return netip.Addr{}
 }

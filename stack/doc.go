@@ -92,7 +92,8 @@
 // Every pod NIC carries the gateway address and is promiscuous with spoofing
 // enabled, so the TCP and UDP forwarders see connections to any address.
 // Connections to the gateway are forwarded to Options.HostLoopback on the
-// same port; connections to ClusterPrefixes or the PodCIDR (pods that are not
+// same port where it is set, and refused where it is not (Kubernetes mode: a
+// pod must not reach the node's loopback services); connections to ClusterPrefixes or the PodCIDR (pods that are not
 // attached here; other nodes' pods take the overlay path before they reach
 // the netstack) are refused with a TCP RST or an ICMP port unreachable;
 // everything else is dialled through Options.HostDialer, so it leaves with

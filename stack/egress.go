@@ -58,14 +58,15 @@ func (s *Stack) installForwarders() {
 }
 
 // refused reports whether connections to dst must not leave the node: dst is
-// in the pod CIDR (but not the gateway) or a cluster prefix.
+// in the pod CIDR or a cluster prefix, or is the gateway and there is no
+// HostLoopback to map it to.
 func (s *Stack) refused(dst tcpip.Address) bool {
 	if dst.Len() != 4 {
 		return true
 	}
 	a := netip.AddrFrom4(dst.As4())
 	if a == s.opts.Gateway {
-		return false
+		return !s.opts.HostLoopback.IsValid()
 	}
 	for _, p := range s.refuse {
 		if p.Contains(a) {

@@ -54,7 +54,7 @@ type Options struct {
 	// Gateway is the node's gateway address in PodCIDR, conventionally its
 	// first host address (10.244.1.1). The Stack owns it: pods route
 	// everything through it, it answers ICMP echo, and connections to it
-	// go to HostLoopback.
+	// go to HostLoopback if that is set (and are refused if not).
 	Gateway netip.Addr
 
 	// ClusterPrefixes are the cluster and service CIDRs. Connections from
@@ -66,8 +66,12 @@ type Options struct {
 	// MTU is the pods' MTU; 0 means DefaultMTU (1500).
 	MTU int
 
-	// HostLoopback is where connections from pods to Gateway:port go, on
-	// the same port. If it is the zero Addr, 127.0.0.1.
+	// HostLoopback, if valid, is where connections from pods to
+	// Gateway:port go, on the same port: with 127.0.0.1, pods reach the
+	// host's loopback services at their gateway (the lab's hostLoopback
+	// setting, like slirp4netns's and pasta's mapping). The zero Addr means
+	// no mapping: connections to the gateway are refused, except to local
+	// services (SetLocalService).
 	HostLoopback netip.Addr
 
 	// HostDialer opens the host side of every forwarded connection
@@ -298,9 +302,6 @@ func normalize(o *Options) error {
 	}
 	if o.MTU < 576 || o.MTU > 65535-ethLen {
 		return fmt.Errorf("MTU %d: want 576 to %d", o.MTU, 65535-ethLen)
-	}
-	if !o.HostLoopback.IsValid() {
-		o.HostLoopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	if o.HostDialer == nil {
 		o.HostDialer = &net.Dialer{}

@@ -44,7 +44,8 @@ func checkNoLeaks(t *testing.T) {
 func newStack(t *testing.T, modify func(*stack.Options)) *stack.Stack {
 	t.Helper()
 	checkNoLeaks(t)
-	opts := stack.Options{PodCIDR: podCIDR, Gateway: gateway, ClusterPrefixes: clusters}
+	// Most tests reach the host's loopback at the gateway, as a lab does.
+	opts := stack.Options{PodCIDR: podCIDR, Gateway: gateway, ClusterPrefixes: clusters, HostLoopback: netip.MustParseAddr("127.0.0.1")}
 	if modify != nil {
 		modify(&opts)
 	}
@@ -430,6 +431,21 @@ func TestGatewayReachesHostLoopback(t *testing.T) {
 	}
 	if st := s.Stats(); st.HostDialErrors != 1 {
 		t.Errorf("HostDialErrors = %d, want 1", st.HostDialErrors)
+	}
+}
+
+// Without HostLoopback (Kubernetes mode) the node's loopback services are out of the pods'
+// reach: a connection to the gateway is refused at once and nothing is dialled.
+func TestGatewayWithoutHostLoopbackIsRefused(t *testing.T) {
+	ln := echoHostServer(t)
+	s := newStack(t, func(o *stack.Options) { o.HostLoopback = netip.Addr{} })
+	a := addPod(t, s, podA, true)
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	if reply, err := roundTrip(t, a, netip.AddrPortFrom(gateway, port), "hello"); err == nil {
+		t.Fatalf("a pod reached the host's loopback at its gateway: %q", reply)
+	}
+	if st := s.Stats(); st.HostTCPConns != 0 || st.HostDialErrors != 0 {
+		t.Errorf("HostTCPConns = %d, HostDialErrors = %d: the stack dialled the host", st.HostTCPConns, st.HostDialErrors)
 	}
 }
 

@@ -147,6 +147,11 @@ type Agent struct {
 	attaching map[string]bool        // IDs whose Attach is under way: true once a Detach asked to undo it
 	closed    bool                   // shut down: no new attachments
 	inflight  sync.WaitGroup         // Attach calls under way
+
+	nodeLink *attachment // the node's own interface (Options.NodeInterface); nil if none
+
+	hostPortGen atomic.Uint64 // counts changes of the attached pods' hostPorts
+	kick        chan struct{} // wakes run to bring the hostPorts up to date
 }
 
 // New creates an agent and its node's data path, overlay, DNS and listeners. Start starts it;
@@ -224,6 +229,7 @@ func New(opts Options) (*Agent, error) {
 		attached:  make(map[string]*attachment),
 		attaching: make(map[string]bool),
 		proxy:     px,
+		kick:      make(chan struct{}, 1),
 	}
 	a.nodePorts = proxy.NewNodePorts(proxy.NodePortOptions{
 		Address: opts.NodeAddress,
@@ -243,6 +249,12 @@ func New(opts Options) (*Agent, error) {
 			a.log.Error("no Ingress controller on this node", "err", err)
 		} else {
 			a.ingress = ctrl
+		}
+	}
+	if opts.NodeInterface != "" {
+		if err := a.attachNode(); err != nil {
+			a.shutdown()
+			return nil, fmt.Errorf("agent: node %s: %w", opts.NodeName, err)
 		}
 	}
 	a.metrics.register(a)
@@ -294,6 +306,8 @@ func (a *Agent) run(ctx context.Context) {
 			return
 		case <-changed:
 			a.reconcile()
+		case <-a.kick:
+			a.syncServices()
 		}
 	}
 }
@@ -309,6 +323,9 @@ func (a *Agent) reconcile() {
 
 func (a *Agent) shutdown() {
 	a.detachAll()
+	if a.nodeLink != nil {
+		a.release(a.nodeLink)
+	}
 	a.metrics.unregister()
 	if err := a.nodePorts.Close(); err != nil {
 		a.log.Warn("close NodePorts", "err", err)

@@ -30,6 +30,9 @@ func (a *Agent) Attach(ctx context.Context, req attach.Request) (attach.Result, 
 	if req.ID == "" || req.NetNS == "" {
 		return attach.Result{}, errors.New("attach: a request needs an ID and a NetNS")
 	}
+	if err := a.checkPortMappings(req); err != nil {
+		return attach.Result{}, fmt.Errorf("attach %s (pod %s/%s): %w", req.ID, req.Namespace, req.Name, err)
+	}
 	a.amu.Lock()
 	if a.closed {
 		a.amu.Unlock()
@@ -66,6 +69,9 @@ func (a *Agent) Attach(ctx context.Context, req attach.Request) (attach.Result, 
 	if detached {
 		a.release(at)
 		return attach.Result{}, fmt.Errorf("attach %s (pod %s/%s): detached while it was being attached", req.ID, req.Namespace, req.Name)
+	}
+	if len(req.PortMappings) > 0 {
+		a.hostPortsChanged()
 	}
 	a.metrics.podSetup.Observe(time.Since(start).Seconds())
 	return at.res, nil
@@ -153,6 +159,9 @@ func (a *Agent) Detach(_ context.Context, id string) error {
 		return nil
 	}
 	a.release(at)
+	if len(at.req.PortMappings) > 0 {
+		a.hostPortsChanged()
+	}
 	return nil
 }
 
@@ -227,4 +236,48 @@ func (a *Agent) Ready(context.Context) error {
 		return fmt.Errorf("the podnet agent of node %s is not running", a.opts.NodeName)
 	}
 	return nil
+}
+
+// nodeLinkOwner holds the node interface's address in the pool.
+const nodeLinkOwner = "node interface"
+
+// attachNode makes the node's own interface (Options.NodeInterface) in the agent's network
+// namespace: a TAP holding the last address the node's pod range hands out (NodeLinkAddress),
+// with a link route to the gateway and routes for the cluster and service CIDRs via it, and
+// connects it to the data path as a pod's is. Traffic from the node to pods and ClusterIPs thus
+// takes the paths a pod's takes: the fast path to local pods, the overlay to other nodes' pods,
+// Service NAT; replies come back to that address.
+func (a *Agent) attachNode() error {
+	ip := a.pool.Last()
+	if err := a.pool.Reserve(nodeLinkOwner, ip); err != nil {
+		return fmt.Errorf("node interface %s: %w", a.opts.NodeInterface, err)
+	}
+	devs, err := podlink.Attach("", podlink.Config{
+		Name:    a.opts.NodeInterface,
+		IP:      ip,
+		Gateway: a.pool.Gateway(),
+		Routes:  []netip.Prefix{a.opts.Network.ClusterCIDR, a.opts.Network.ServiceCIDR},
+		MAC:     stack.PodMAC(ip),
+		MTU:     a.opts.Network.MTU,
+		Queues:  1,
+	})
+	if err != nil {
+		a.pool.Release(nodeLinkOwner)
+		return fmt.Errorf("node interface: %w", err)
+	}
+	if err := a.stack.AttachPodQueues(ip, []stack.Port{devs[0]}); err != nil {
+		devs[0].Close()
+		a.pool.Release(nodeLinkOwner)
+		return fmt.Errorf("node interface %s: attach to node stack: %w", a.opts.NodeInterface, err)
+	}
+	a.nodeLink = &attachment{req: attach.Request{ID: nodeLinkOwner}, ip: ip, devs: devs}
+	return nil
+}
+
+// NodeLinkAddress returns the address of the node's own interface; invalid when it has none.
+func (a *Agent) NodeLinkAddress() netip.Addr {
+	if a.nodeLink == nil {
+		return netip.Addr{}
+	}
+	return a.nodeLink.ip
 }

@@ -45,6 +45,11 @@ var _ stack.Filter = (*policyFilter)(nil)
 func (f *policyFilter) Isolated(a netip.Addr) (bool, bool) { return f.t.Isolated(a) }
 
 func (f *policyFilter) Allow(proto uint8, src, dst netip.AddrPort, egress bool) bool {
+	if !egress && src.Addr() == f.a.NodeLinkAddress() {
+		// The node's own traffic to its pods (the kubelet's probes) is always allowed, as
+		// Kubernetes asks of a NetworkPolicy implementation.
+		return true
+	}
 	dir := policy.Ingress
 	if egress {
 		dir = policy.Egress

@@ -36,6 +36,8 @@ type serviceState struct {
 	svcs    []*corev1.Service
 	slices  []*discoveryv1.EndpointSlice
 	nodeErr string // the last NodePorts error logged
+
+	hostPortGen uint64 // Agent.hostPortGen when the table was made
 }
 
 // syncServices brings the proxy's table and the node's NodePorts up to date with the Services and
@@ -44,12 +46,13 @@ type serviceState struct {
 func (a *Agent) syncServices() {
 	svcs, slices := a.opts.Source.Services(), a.opts.Source.EndpointSlices()
 	st := &a.svcState
-	if samePointers(svcs, st.svcs) && samePointers(slices, st.slices) {
+	gen := a.hostPortGen.Load()
+	if samePointers(svcs, st.svcs) && samePointers(slices, st.slices) && gen == st.hostPortGen {
 		return
 	}
-	st.svcs, st.slices = svcs, slices
+	st.svcs, st.slices, st.hostPortGen = svcs, slices, gen
 	start := time.Now()
-	table := proxyServices(svcs, slices, a.opts.NodeName)
+	table := append(proxyServices(svcs, slices, a.opts.NodeName), a.hostPortServices()...)
 	removed := a.proxy.Update(table)
 	if n := a.stack.FlushUDPBackends(removed); n > 0 {
 		a.log.Debug("flushed UDP flows of removed endpoints", "flows", n)

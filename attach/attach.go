@@ -35,6 +35,20 @@ type Request struct {
 	// addresses). It is used if it is in the node's pod range and free; otherwise the pod gets
 	// another.
 	IP netip.Addr `json:"ip,omitzero"`
+	// PortMappings are the pod's hostPorts (CNI's portMappings capability, which the kubelet
+	// fills from the containers' ports): the agent serves each on the node's address.
+	PortMappings []PortMapping `json:"portMappings,omitempty"`
+}
+
+// PortMapping is one hostPort: connections and datagrams to the node's address at HostPort go to
+// the pod's ContainerPort, with the client's address kept.
+type PortMapping struct {
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	// Protocol is "tcp" or "udp".
+	Protocol string `json:"protocol"`
+	// HostIP is the node address to serve on: empty, 0.0.0.0 or the node's own address.
+	HostIP string `json:"hostIP,omitempty"`
 }
 
 // Result is the network Attach gave a pod (what a CNI result reports).

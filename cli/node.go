@@ -20,8 +20,8 @@ import (
 // newNodeCommand is `podnet node`: the node agent of a real Kubernetes cluster.
 func newNodeCommand() *cobra.Command {
 	var (
-		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket string
-		mtu                                                                                       int
+		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket, nodeIf string
+		mtu                                                                                               int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -42,7 +42,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			}
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
-				StateDir: stateDir, Socket: socket,
+				StateDir: stateDir, Socket: socket, NodeInterface: nodeIf,
 				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
 			if o.ClusterCIDR, err = netip.ParsePrefix(clusterCIDR); err != nil {
@@ -80,6 +80,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&mtu, "mtu", 1420, "the pods' MTU")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/podnet", "where the node keeps its WireGuard key")
 	f.StringVar(&socket, "cni-socket", cniplugin.DefaultSocket, "the unix socket podnet-cni reaches the agent on")
+	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd
 }
 

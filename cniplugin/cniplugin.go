@@ -58,6 +58,43 @@ type Config struct {
 	StateDir string `json:"stateDir,omitempty"`
 	// Timeout bounds each call to the agent, as a Go duration. Empty means 60s.
 	Timeout string `json:"timeout,omitempty"`
+	// RuntimeConfig carries the capabilities the runtime fills in: portMappings (hostPorts),
+	// when the configuration list declares {"capabilities": {"portMappings": true}}.
+	RuntimeConfig struct {
+		PortMappings []PortMapping `json:"portMappings,omitempty"`
+	} `json:"runtimeConfig,omitzero"`
+}
+
+// PortMapping is one entry of the portMappings capability, as containerd writes it.
+type PortMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// portMappings validates the capability's entries and converts them for the agent.
+func (c *Config) portMappings() ([]attach.PortMapping, error) {
+	var out []attach.PortMapping
+	for i, m := range c.RuntimeConfig.PortMappings {
+		f := fmt.Sprintf("runtimeConfig.portMappings[%d]", i)
+		if m.HostPort < 1 || m.HostPort > 65535 {
+			return nil, fmt.Errorf("%s.hostPort: %d is not a port (1-65535)", f, m.HostPort)
+		}
+		if m.ContainerPort < 1 || m.ContainerPort > 65535 {
+			return nil, fmt.Errorf("%s.containerPort: %d is not a port (1-65535)", f, m.ContainerPort)
+		}
+		proto := strings.ToLower(m.Protocol)
+		switch proto {
+		case "":
+			proto = "tcp"
+		case "tcp", "udp":
+		default:
+			return nil, fmt.Errorf("%s.protocol: %q: podnet serves hostPorts for tcp and udp", f, m.Protocol)
+		}
+		out = append(out, attach.PortMapping{HostPort: uint16(m.HostPort), ContainerPort: uint16(m.ContainerPort), Protocol: proto, HostIP: m.HostIP})
+	}
+	return out, nil
 }
 
 // Versions are the CNI spec versions the plugin speaks.
@@ -136,6 +173,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err := types.LoadArgs(args.Args, &pa); err != nil {
 		return types.NewError(types.ErrInvalidEnvironmentVariables, "podnet-cni: CNI_ARGS", err.Error())
 	}
+	mappings, err := conf.portMappings()
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("podnet-cni: network configuration %q", conf.Name), err.Error())
+	}
 	ctx := context.Background()
 	finishQueuedDels(ctx, conf, client)
 	if _, err := os.Stat(filepath.Join(queuedDir(conf), args.ContainerID)); err == nil {
@@ -143,11 +184,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return types.NewError(types.ErrTryAgainLater, "podnet-cni ADD: a DEL of this container waits for the podnet node agent", args.ContainerID)
 	}
 	res, err := client.Attach(ctx, attach.Request{
-		ID:        args.ContainerID,
-		Namespace: string(pa.K8S_POD_NAMESPACE),
-		Name:      string(pa.K8S_POD_NAME),
-		NetNS:     args.Netns,
-		IfName:    args.IfName,
+		ID:           args.ContainerID,
+		Namespace:    string(pa.K8S_POD_NAMESPACE),
+		Name:         string(pa.K8S_POD_NAME),
+		NetNS:        args.Netns,
+		IfName:       args.IfName,
+		PortMappings: mappings,
 	})
 	if err != nil {
 		return agentError("ADD", err)

@@ -299,6 +299,9 @@ func TestBadInput(t *testing.T) {
 		{"CHECK under 0.3.1", "CHECK", strings.Replace(good, `"1.1.0"`, `"0.3.1"`, 1), nil, 1}, // CHECK needs 0.4.0
 		{"GC under 1.0.0", "GC", strings.Replace(good, `"1.1.0"`, `"1.0.0"`, 1), nil, 1},       // GC needs 1.1.0
 		{"bad CNI_ARGS", "ADD", good, []string{"CNI_ARGS=K8S_POD_NAMESPACE"}, 4},               // not KEY=VALUE
+		{"hostPort 0", "ADD", n.conf(`,"runtimeConfig":{"portMappings":[{"hostPort":0,"containerPort":80,"protocol":"tcp"}]}`), nil, 7},
+		{"containerPort too big", "ADD", n.conf(`,"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":70000}]}`), nil, 7},
+		{"sctp hostPort", "ADD", n.conf(`,"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80,"protocol":"sctp"}]}`), nil, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(n.fake.Calls())
@@ -373,5 +376,19 @@ func TestRealAgent(t *testing.T) {
 	}
 	if r := n.run("DEL", "sandbox-2", conf); r.code != 0 {
 		t.Errorf("DEL: exit %d: %s", r.code, r.stdout)
+	}
+}
+
+// TestPortMappings: the portMappings capability reaches the agent with the ADD, in lower case.
+func TestPortMappings(t *testing.T) {
+	n := newNode(t)
+	conf := n.conf(`,"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"TCP"},{"hostPort":5353,"containerPort":53,"protocol":"udp","hostIP":"0.0.0.0"}]}`)
+	if r := n.run("ADD", "c1", conf); r.code != 0 {
+		t.Fatalf("ADD: exit %d: %s", r.code, r.stdout)
+	}
+	req, ok := n.fake.Request("c1")
+	want := []attach.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "0.0.0.0"}}
+	if !ok || !slices.Equal(req.PortMappings, want) {
+		t.Errorf("the agent got %+v, want %+v", req.PortMappings, want)
 	}
 }

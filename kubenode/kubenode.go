@@ -56,9 +56,15 @@ type Options struct {
 	StateDir string
 	// Socket is the unix socket podnet-cni reaches the agent on. Required.
 	Socket string
+	// NodeInterface is the node's own interface to its pods and Services, made in the agent's
+	// network namespace (the node's). Empty means DefaultNodeInterface.
+	NodeInterface string
 	// Logger receives the node's logs. Nil means discard.
 	Logger *slog.Logger
 }
+
+// DefaultNodeInterface is the name of the node's own interface to its pods.
+const DefaultNodeInterface = "podnet0"
 
 // Run runs the node until ctx ends.
 func Run(ctx context.Context, o Options) error {
@@ -73,6 +79,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.MTU == 0 {
 		o.MTU = 1420
+	}
+	if o.NodeInterface == "" {
+		o.NodeInterface = DefaultNodeInterface
 	}
 	log := o.Logger
 	if err := checkPermissions(ctx, o.Client); err != nil {
@@ -119,10 +128,11 @@ func Run(ctx context.Context, o Options) error {
 			Domain:      o.ClusterDomain,
 			MTU:         o.MTU,
 		},
-		Source:   src,
-		Nodes:    nodeWriter{o.Client},
-		StateDir: o.StateDir,
-		Logger:   log,
+		Source:        src,
+		Nodes:         nodeWriter{o.Client},
+		StateDir:      o.StateDir,
+		Logger:        log,
+		NodeInterface: o.NodeInterface,
 	})
 	if err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
@@ -151,6 +161,7 @@ func Run(ctx context.Context, o Options) error {
 		log.Error("set the Node's NetworkUnavailable condition", "err", err)
 	}
 	log.Info("node network ready", "node", o.NodeName, "address", o.NodeAddress, "podCIDR", podCIDR,
+		"nodeInterface", o.NodeInterface, "nodeInterfaceAddress", a.NodeLinkAddress(),
 		"serviceCIDR", o.ServiceCIDR, "clusterDNS", o.ClusterDNS, "socket", o.Socket)
 	select {
 	case <-ctx.Done():

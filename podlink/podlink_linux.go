@@ -32,8 +32,12 @@ type Config struct {
 	Name string
 	// IP is the pod's address; the interface gets IP/32.
 	IP netip.Addr
-	// Gateway is the node's gateway: a link route to it and the default route via it.
+	// Gateway is the node's gateway: a link route to it, and the routes of Routes via it.
 	Gateway netip.Addr
+	// Routes are the prefixes routed via Gateway, with IP as their preferred source. Nil means
+	// one default route (a pod's). The node's own interface (Kubernetes mode) routes only the
+	// cluster and service CIDRs.
+	Routes []netip.Prefix
 	// MAC is the interface's hardware address. Nil leaves the kernel's random one.
 	MAC net.HardwareAddr
 	// MTU is the interface's MTU. Zero means 1500.
@@ -67,6 +71,9 @@ func DefaultQueues() int {
 // mount such as /var/run/netns/NAME, or /proc/self/fd/N of a descriptor this process holds) and
 // returns its queues. The caller owns them: closing every queue removes the interface.
 //
+// An empty netns means the caller's own network namespace (the node's, for the node's own
+// interface), entered by no one.
+//
 // An interface of that name already in the namespace is an error (os.ErrExist in the chain).
 func Attach(netns string, cfg Config) ([]*tap.Device, error) {
 	if !cfg.IP.Is4() || !cfg.Gateway.Is4() {
@@ -84,11 +91,21 @@ func Attach(netns string, cfg Config) ([]*tap.Device, error) {
 	if cfg.Queues < 0 {
 		return nil, fmt.Errorf("podlink: %d TAP queues: want at least 1", cfg.Queues)
 	}
-	ns, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("podlink: open network namespace %s: %w", netns, err)
+	for _, r := range cfg.Routes {
+		if !r.Addr().Is4() {
+			return nil, fmt.Errorf("podlink: route %v: want an IPv4 prefix", r)
+		}
 	}
-	defer unix.Close(ns)
+	ns := -1
+	if netns != "" {
+		var err error
+		if ns, err = unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("podlink: open network namespace %s: %w", netns, err)
+		}
+		defer unix.Close(ns)
+	} else {
+		netns = "the agent's own network namespace"
+	}
 	type result struct {
 		devs []*tap.Device
 		err  error
@@ -106,10 +123,13 @@ func Attach(netns string, cfg Config) ([]*tap.Device, error) {
 	return r.devs, nil
 }
 
-// attachIn moves the calling thread into the namespace ns and makes the interface there.
+// attachIn moves the calling thread into the namespace ns (-1: stays where it is) and makes the
+// interface there.
 func attachIn(ns int, cfg Config) (devs []*tap.Device, err error) {
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("enter network namespace: %w", err)
+	if ns >= 0 {
+		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+			return nil, fmt.Errorf("enter network namespace: %w", err)
+		}
 	}
 	// Route netlink only: a handle without families opens a socket of every family the library
 	// knows, NETLINK_NETFILTER and NETLINK_XFRM among them, and fails on kernels without them.
@@ -180,8 +200,22 @@ func configure(h *netlink.Handle, cfg Config) error {
 	}); err != nil {
 		return fmt.Errorf("route to gateway %v: %w", cfg.Gateway, err)
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
-		return fmt.Errorf("default route via %v: %w", cfg.Gateway, err)
+	if cfg.Routes == nil {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("default route via %v: %w", cfg.Gateway, err)
+		}
+		return nil
+	}
+	for _, r := range cfg.Routes {
+		r = r.Masked()
+		if err := h.RouteAdd(&netlink.Route{
+			LinkIndex: eth.Attrs().Index,
+			Dst:       &net.IPNet{IP: r.Addr().AsSlice(), Mask: net.CIDRMask(r.Bits(), 32)},
+			Gw:        gw,
+			Src:       cfg.IP.AsSlice(),
+		}); err != nil {
+			return fmt.Errorf("route %v via %v: %w", r, cfg.Gateway, err)
+		}
 	}
 	return nil
 }

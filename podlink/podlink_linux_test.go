@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 
 	"github.com/podnet/podnet/internal/nonetfilter"
 	"github.com/podnet/podnet/sandbox"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,7 +64,68 @@ func attachWithoutNetfilter() int {
 		fmt.Fprintf(os.Stderr, "a second eth0: %v, want os.ErrExist\n", err)
 		return 1
 	}
+	// The node's own interface, in this process's namespace (a new one: the parent started it
+	// in one): routes for the given prefixes only, with the node's address as their source.
+	node, err := Attach("", Config{
+		Name:    "podnet0",
+		IP:      netip.MustParseAddr("10.244.0.254"),
+		Gateway: netip.MustParseAddr("10.244.0.1"),
+		Routes:  []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("10.96.0.0/12")},
+		Queues:  1,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer node[0].Close()
+	got, err := routes("podnet0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	want := []string{"10.244.0.0/16 via 10.244.0.1 src 10.244.0.254", "10.244.0.1/32 scope link", "10.96.0.0/12 via 10.244.0.1 src 10.244.0.254"}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		fmt.Fprintf(os.Stderr, "routes of podnet0: %q, want %q\n", got, want)
+		return 1
+	}
 	return 0
+}
+
+// routes lists the IPv4 routes of the interface name in the calling process's namespace, as
+// "DST[ via GW][ src SRC]" or "DST scope link".
+func routes(name string) ([]string, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := h.RouteList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range rs {
+		s := "default"
+		if r.Dst != nil {
+			s = r.Dst.String()
+		}
+		if r.Gw != nil {
+			s += " via " + r.Gw.String()
+		}
+		if r.Src != nil {
+			s += " src " + r.Src.String()
+		}
+		if r.Scope == netlink.SCOPE_LINK {
+			s += " scope link"
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // TestAttachWithoutNetfilter makes a pod's interface on a kernel that looks built without
@@ -75,10 +138,12 @@ func TestAttachWithoutNetfilter(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=1")
+	// In a network namespace of its own, where it makes the node's interface.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	if os.Geteuid() != 0 {
 		// Rootless: as root of a user namespace of its own, as a rootless lab's agent is.
 		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Cloneflags:  syscall.CLONE_NEWUSER,
+			Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}},
 			GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}},
 		}

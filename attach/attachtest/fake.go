@@ -44,6 +44,14 @@ func (f *Fake) Attached() []string {
 	return ids
 }
 
+// Request returns the request id is attached with.
+func (f *Fake) Request(id string) (attach.Request, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.attached[id]
+	return r, ok
+}
+
 // Calls returns every call made so far, as "VERB id".
 func (f *Fake) Calls() []string {
 	f.mu.Lock()

@@ -102,6 +102,10 @@ func (p *Pool) Prefix() netip.Prefix { return p.prefix }
 // gateway, which is never handed out.
 func (p *Pool) Gateway() netip.Addr { return p.gateway }
 
+// Last returns the highest address the pool hands out (the one before the
+// prefix's last address).
+func (p *Pool) Last() netip.Addr { return p.last }
+
 // Allocate returns owner's address, handing out a new one if owner has none:
 // the lowest free address after the one handed out last, wrapping around. It
 // fails when every address is taken.

@@ -40,6 +40,11 @@ type podLink struct {
 	onClose    func()                     // guarded by mu
 
 	acks delayedAcks
+
+	// replyNAT, if set, translates back what the netstack sends the pod on a Service flow whose
+	// endpoint is no pod (the netstack spliced it to the host): the pod must see the Service
+	// address as the source. It reports whether it translated.
+	replyNAT func(ip []byte, partial bool) bool
 }
 
 var (
@@ -241,6 +246,9 @@ func (l *podLink) WritePackets(pkts netstack.PacketBufferList) (int, tcpip.Error
 		if size == 0 {
 			l.ctr.fromStackErrors.Add(1)
 			continue
+		}
+		if l.replyNAT != nil && pkt.NetworkProtocolNumber == header.IPv4ProtocolNumber {
+			l.replyNAT(b[netOff:size], b[0]&tap.FlagNeedsCsum != 0)
 		}
 		if l.acks.hold(l, b[:size]) {
 			n++ // sent later, or carried by the next segment of its flow

@@ -215,6 +215,16 @@ func (ct *conntrack) clientSlot(a [4]byte) *atomic.Int32 {
 	return &ct.clients[h>>(32-12)]
 }
 
+// translateStackReply translates a packet the netstack sends a pod back to the Service
+// address, where it is the reply of a translated flow whose endpoint the netstack terminated (an
+// endpoint that is no pod). It reports whether it translated.
+func (s *Stack) translateStackReply(ip []byte, partial bool) bool {
+	if len(ip) < 20 {
+		return false
+	}
+	return s.ct.mayBeClient([4]byte(ip[16:20])) && s.translateReply(ip, partial)
+}
+
 // mayBeClient reports whether the pod with address a may be the client of a
 // translated flow (false positives are possible, false negatives are not).
 func (ct *conntrack) mayBeClient(a [4]byte) bool {

@@ -669,3 +669,34 @@ func TestDialTCPReadable(t *testing.T) {
 	srv.Close()
 	waitReadable("the pod closed")
 }
+
+// A Service whose endpoint is no pod (the API server behind the `kubernetes` Service, a
+// selectorless Service's outside address): the translated flow goes to the netstack, which dials
+// the endpoint from the host, and its answers reach the pod from the Service address, not the
+// endpoint's.
+func TestServiceOutsideEndpoint(t *testing.T) {
+	ln := echoHostServer(t)
+	dialer := &recordingDialer{to: ln.Addr().String()}
+	lb := newFakeBalancer()
+	s := newStack(t, func(o *stack.Options) { withServices(lb)(o); o.HostDialer = dialer })
+	for _, gso := range []bool{false, true} {
+		ip := podA
+		if gso {
+			ip = podB
+		}
+		a := addPod(t, s, ip, gso)
+		vip := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.1"), 443)
+		endpoint := netip.AddrPortFrom(outside, 6443)
+		lb.set(vip, endpoint)
+		reply, err := roundTrip(t, a, vip, "hello")
+		if err != nil {
+			t.Fatalf("gso=%v: %v", gso, err)
+		}
+		if reply != "hello from 127.0.0.1" {
+			t.Errorf("gso=%v: reply %q", gso, reply)
+		}
+	}
+	if got := dialer.dials(); len(got) != 2 || got[0] != "tcp 203.0.113.7:6443" {
+		t.Errorf("dials %q, want two to the endpoint 203.0.113.7:6443", got)
+	}
+}

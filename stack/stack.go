@@ -410,6 +410,9 @@ func (s *Stack) attach(ip netip.Addr, ports []Port) error {
 	}
 	p.ctx, p.cancel = context.WithCancel(s.ctx)
 	p.link = &podLink{port: ports[0], podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr}
+	if s.nat {
+		p.link.replyNAT = s.translateStackReply
+	}
 	p.link.mtu.Store(uint32(s.opts.MTU))
 
 	p.nicID = s.ns.NextNICID()

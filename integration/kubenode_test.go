@@ -4,25 +4,32 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/podnet/podnet/internal/controlplane"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
-// kubeNode is one `podnet node` process of the test.
+// kubeNode is one node of the test: a network namespace of its own (its "host"), with an
+// underlay address on a veth to the other node, running `podnet node`.
 type kubeNode struct {
-	name, addr, socket string
-	cmd                *exec.Cmd
-	log                string
+	name, netns, socket string
+	addr                netip.Addr // the underlay address
+	cmd                 *exec.Cmd
+	log                 string
 }
 
 // kubePod is a pod's network namespace, made by the test as containerd makes one, and attached
@@ -30,16 +37,19 @@ type kubeNode struct {
 type kubePod struct {
 	name, netns, id string
 	ip              netip.Addr
+	portMappings    string // the runtimeConfig.portMappings JSON, if any
 }
 
 const kubeNodesObjects = `
 apiVersion: v1
 kind: Node
 metadata: {name: node-a}
+status: {addresses: [{type: InternalIP, address: 192.168.251.1}]}
 ---
 apiVersion: v1
 kind: Node
 metadata: {name: node-b}
+status: {addresses: [{type: InternalIP, address: 192.168.251.2}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -53,24 +63,28 @@ kind: Pod
 metadata: {name: web, labels: {app: web}}
 spec:
   nodeName: node-b
-  containers: [{name: web, image: docker.io/library/web:1, ports: [{name: http, containerPort: 8080}]}]
+  containers: [{name: web, image: docker.io/library/web:1, ports: [{name: http, containerPort: 8080, hostPort: 8081}]}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: web}
 spec:
+  type: NodePort
   selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http}]
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
 `
 
 // TestKubeNodes runs two `podnet node` agents against a real kube-apiserver and
-// kube-controller-manager, attaches a pod on each through podnet-cni exactly as containerd
-// calls it, and checks pod-to-pod across nodes with the source kept, a ClusterIP Service through
-// the controller-manager's EndpointSlice, and the cluster DNS.
+// kube-controller-manager, each in a network namespace of its own as a node's host, attaches a
+// pod on each through podnet-cni exactly as containerd calls it, and checks: pod-to-pod across
+// nodes with the source kept; a ClusterIP and a NodePort through the controller-manager's
+// EndpointSlice; the cluster DNS; the `kubernetes` Service, whose endpoint is no pod; the nodes
+// reaching pods and ClusterIPs through podnet0; a hostPort; a NetworkPolicy; a pod kept from the
+// node's loopback; CHECK and DEL; and podnet0 gone when the agent stops.
 func TestKubeNodes(t *testing.T) {
 	requireLab(t)
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: the test makes pod namespaces as containerd does, with ip netns, which needs root (the root run covers it)")
+		t.Skip("skipped: the test makes node and pod namespaces as a node's host and containerd do, with ip netns, which needs root (the root and no-netfilter runs cover it)")
 	}
 	cp, client := startControlPlane(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,49 +99,34 @@ func TestKubeNodes(t *testing.T) {
 	applyDeployRBAC(t, ctx, cp, dir)
 	kubeconfig := serviceAccountKubeconfig(t, ctx, cp, dir, "podnet-system", "podnet")
 	cni := filepath.Join(filepath.Dir(podnetBin), "podnet-cni")
+	apiPort := cp.Server[strings.LastIndex(cp.Server, ":")+1:]
 	nodes := []*kubeNode{
-		{name: "node-a", addr: "127.0.251.1"},
-		{name: "node-b", addr: "127.0.251.2"},
+		{name: "node-a", addr: netip.MustParseAddr("192.168.251.1"), netns: fmt.Sprintf("podnet-kn-a-%d", os.Getpid())},
+		{name: "node-b", addr: netip.MustParseAddr("192.168.251.2"), netns: fmt.Sprintf("podnet-kn-b-%d", os.Getpid())},
+	}
+	makeNodeHosts(t, nodes)
+	// The API server listens on the test's loopback; each node reaches it at its own
+	// 127.0.0.1 and, for node-a, at its underlay address too (the `kubernetes` Service's endpoint).
+	for _, n := range nodes {
+		forwardInto(t, n.netns, "0.0.0.0:"+apiPort, "127.0.0.1:"+apiPort)
 	}
 	for _, n := range nodes {
 		n.socket = filepath.Join(dir, n.name+".sock")
 		n.log = filepath.Join(dir, n.name+".log")
-		logf, err := os.Create(n.log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.cmd = exec.Command(podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", n.name,
-			"--node-address", n.addr, "--state-dir", filepath.Join(dir, n.name), "--cni-socket", n.socket,
-			"--cluster-dns", "10.96.0.10")
-		n.cmd.Stdout, n.cmd.Stderr = logf, logf
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logf.Close()
-		t.Cleanup(func() {
-			n.cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { n.cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				n.cmd.Process.Kill()
-				<-done
-			}
-			if t.Failed() {
-				b, _ := os.ReadFile(n.log)
-				t.Logf("log of podnet node %s:\n%s", n.name, b)
-			}
-		})
+		startKubeNode(t, n, kubeconfig, dir)
 	}
-	conf := func(n *kubeNode) string {
-		return fmt.Sprintf(`{"cniVersion":"1.1.0","name":"podnet","type":"podnet-cni","socket":%q,"stateDir":%q}`, n.socket, filepath.Join(dir, n.name+"-cni"))
+	conf := func(n *kubeNode, p *kubePod) string {
+		extra := ""
+		if p.portMappings != "" {
+			extra = `,"runtimeConfig":{"portMappings":` + p.portMappings + `}`
+		}
+		return fmt.Sprintf(`{"cniVersion":"1.1.0","name":"podnet","type":"podnet-cni","socket":%q,"stateDir":%q%s}`, n.socket, filepath.Join(dir, n.name+"-cni"), extra)
 	}
 	runCNI := func(n *kubeNode, verb string, p *kubePod) (string, error) {
 		cmd := exec.Command(cni)
 		cmd.Env = []string{"CNI_COMMAND=" + verb, "CNI_CONTAINERID=" + p.id, "CNI_NETNS=/var/run/netns/" + p.netns,
 			"CNI_IFNAME=eth0", "CNI_PATH=" + filepath.Dir(cni), "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}
-		cmd.Stdin = strings.NewReader(conf(n))
+		cmd.Stdin = strings.NewReader(conf(n, p))
 		out, err := cmd.Output()
 		return string(out), err
 	}
@@ -138,11 +137,13 @@ func TestKubeNodes(t *testing.T) {
 			return err == nil
 		})
 	}
+	podCIDRs := map[string]netip.Prefix{}
 	for _, n := range nodes {
 		node, err := client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		podCIDRs[n.name] = netip.MustParsePrefix(node.Spec.PodCIDR)
 		if node.Annotations["podnet.dev/wireguard-public-key"] == "" {
 			t.Errorf("Node %s has no WireGuard key annotation", n.name)
 		}
@@ -159,7 +160,8 @@ func TestKubeNodes(t *testing.T) {
 
 	pods := []*kubePod{
 		{name: "client", netns: fmt.Sprintf("podnet-kt-a-%d", os.Getpid()), id: "sandbox-client"},
-		{name: "web", netns: fmt.Sprintf("podnet-kt-b-%d", os.Getpid()), id: "sandbox-web"},
+		{name: "web", netns: fmt.Sprintf("podnet-kt-b-%d", os.Getpid()), id: "sandbox-web",
+			portMappings: `[{"hostPort":8081,"containerPort":8080,"protocol":"tcp"}]`},
 	}
 	for i, p := range pods {
 		if out, err := exec.Command("ip", "netns", "add", p.netns).CombinedOutput(); err != nil {
@@ -182,18 +184,33 @@ func TestKubeNodes(t *testing.T) {
 		t.Cleanup(func() { runCNI(nodes[i], "DEL", p) })
 		reportRunning(t, ctx, client, p)
 	}
-	inPod := func(p *kubePod, args ...string) *exec.Cmd {
-		return exec.Command("ip", append([]string{"netns", "exec", p.netns}, args...)...)
+	inNS := func(ns string, args ...string) *exec.Cmd {
+		return exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	}
-	server := inPod(pods[1], podnetBin, "serve", "--http", "8080")
+	server := inNS(pods[1].netns, podnetBin, "serve", "--http", "8080")
 	server.Env = append(os.Environ(), "POD_NAME=web")
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
-	curl := func(url string) (string, error) {
-		out, err := inPod(pods[0], "curl", "-sS", "--max-time", "5", url).CombinedOutput()
+	curlIn := func(ns string, url string, extra ...string) (string, error) {
+		args := append([]string{"curl", "-sS", "--max-time", "5"}, extra...)
+		out, err := inNS(ns, append(args, url)...).CombinedOutput()
 		return strings.TrimSpace(string(out)), err
+	}
+	curl := func(url string) (string, error) { return curlIn(pods[0].netns, url) }
+	// podnet0 holds the last address of its node's pod range.
+	nodeLink := func(n *kubeNode) netip.Addr {
+		p := podCIDRs[n.name]
+		a := p.Addr()
+		for range 1<<(32-p.Bits()) - 2 {
+			a = a.Next()
+		}
+		return a
+	}
+	svc, err := client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	t.Run("pod to pod across nodes keeps the source", func(t *testing.T) {
@@ -208,10 +225,6 @@ func TestKubeNodes(t *testing.T) {
 		}
 	})
 	t.Run("ClusterIP through the controller-manager's EndpointSlice", func(t *testing.T) {
-		svc, err := client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var out string
 		waitFor(t, "the Service to answer", func() bool {
 			out, err = curl("http://" + svc.Spec.ClusterIP + "/")
@@ -222,11 +235,101 @@ func TestKubeNodes(t *testing.T) {
 		if _, err := exec.LookPath("dig"); err != nil {
 			t.Skip("skipped: dig is not installed (apt-get install dnsutils)")
 		}
-		svc, _ := client.CoreV1().Services("default").Get(ctx, "web", metav1.GetOptions{})
-		out, err := inPod(pods[0], "dig", "+short", "+time=2", "@10.96.0.10", "web.default.svc.cluster.local").CombinedOutput()
+		out, err := inNS(pods[0].netns, "dig", "+short", "+time=2", "@10.96.0.10", "web.default.svc.cluster.local").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != svc.Spec.ClusterIP {
 			t.Errorf("dig web.default.svc.cluster.local: %q (%v), want %s", out, err, svc.Spec.ClusterIP)
 		}
+	})
+	t.Run("the nodes reach pods and ClusterIPs through podnet0", func(t *testing.T) {
+		for _, n := range nodes {
+			out, err := curlIn(n.netns, fmt.Sprintf("http://%s:8080/clientip", pods[1].ip))
+			if err != nil || out != nodeLink(n).String() {
+				t.Errorf("%s to the web pod: %q (%v), want the server to see podnet0's address %v", n.name, out, err, nodeLink(n))
+			}
+			if out, err := curlIn(n.netns, "http://"+svc.Spec.ClusterIP+"/"); err != nil || out != "web" {
+				t.Errorf("%s to the ClusterIP: %q (%v)", n.name, out, err)
+			}
+		}
+	})
+	t.Run("NodePort on both nodes", func(t *testing.T) {
+		for _, n := range nodes {
+			if out, err := curlIn(nodes[0].netns, fmt.Sprintf("http://%s:30080/", n.addr)); err != nil || out != "web" {
+				t.Errorf("NodePort on %s: %q (%v)", n.name, out, err)
+			}
+		}
+	})
+	t.Run("hostPort keeps the client's address", func(t *testing.T) {
+		out, err := curlIn(nodes[0].netns, fmt.Sprintf("http://%s:8081/clientip", nodes[1].addr))
+		if err != nil || out != nodes[0].addr.String() {
+			t.Errorf("hostPort 8081 on node-b: %q (%v), want the server to see node-a's address %v", out, err, nodes[0].addr)
+		}
+	})
+	t.Run("the kubernetes Service reaches the API server from pods and nodes", func(t *testing.T) {
+		kube, err := client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The test's API server advertises no address of the nodes' network: its endpoint is
+		// given by hand, as node-a's underlay address, where the test forwards to it.
+		slice := fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kubernetes-test
+  namespace: default
+  labels: {kubernetes.io/service-name: kubernetes, endpointslice.kubernetes.io/managed-by: podnet-test}
+addressType: IPv4
+endpoints: [{addresses: [%s], conditions: {ready: true}}]
+ports: [{name: https, port: %s, protocol: TCP}]
+`, nodes[0].addr, apiPort)
+		path := filepath.Join(dir, "kubernetes-slice.yaml")
+		os.WriteFile(path, []byte(slice), 0o644)
+		if _, err := cp.Kubectl(ctx, "apply", "-f", path); err != nil {
+			t.Fatal(err)
+		}
+		url := "https://" + kube.Spec.ClusterIP + "/version"
+		for _, ns := range []string{pods[0].netns, pods[1].netns, nodes[1].netns} {
+			var out string
+			waitFor(t, "the kubernetes Service from "+ns, func() bool {
+				out, err = curlIn(ns, url, "-k")
+				return err == nil && strings.Contains(out, `"gitVersion"`)
+			})
+		}
+	})
+	t.Run("a pod cannot reach its node's loopback", func(t *testing.T) {
+		// node-a's 127.0.0.1 has the API server (forwarded); its gateway must not lead there.
+		gw := podCIDRs["node-a"].Addr().Next()
+		if out, err := curlIn(pods[0].netns, fmt.Sprintf("https://%s:%s/version", gw, apiPort), "-k", "--max-time", "2"); err == nil {
+			t.Errorf("a pod reached node-a's loopback at its gateway: %s", out)
+		}
+	})
+	t.Run("NetworkPolicy", func(t *testing.T) {
+		deny := filepath.Join(dir, "deny.yaml")
+		os.WriteFile(deny, []byte(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-deny}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+`), 0o644)
+		if _, err := cp.Kubectl(ctx, "apply", "-f", deny); err != nil {
+			t.Fatal(err)
+		}
+		webURL := fmt.Sprintf("http://%s:8080/", pods[1].ip)
+		waitFor(t, "the policy to deny the client", func() bool {
+			_, err := curlIn(pods[0].netns, webURL, "--max-time", "1")
+			return err != nil
+		})
+		// The node's own traffic to its pods (the kubelet's probes) stays allowed.
+		if out, err := curlIn(nodes[1].netns, webURL); err != nil || out != "web" {
+			t.Errorf("node-b to its own pod under a deny-all policy: %q (%v)", out, err)
+		}
+		if _, err := cp.Kubectl(ctx, "delete", "-f", deny); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the client allowed again", func() bool {
+			out, err := curlIn(pods[0].netns, webURL, "--max-time", "1")
+			return err == nil && out == "web"
+		})
 	})
 	t.Run("CHECK and DEL", func(t *testing.T) {
 		if out, err := runCNI(nodes[0], "CHECK", pods[0]); err != nil {
@@ -239,6 +342,127 @@ func TestKubeNodes(t *testing.T) {
 			t.Errorf("CHECK after DEL passed: %s", out)
 		}
 	})
+	t.Run("podnet0 goes with the agent", func(t *testing.T) {
+		n := nodes[0]
+		if out, err := inNS(n.netns, "ip", "-o", "addr", "show", "dev", "podnet0").CombinedOutput(); err != nil || !strings.Contains(string(out), nodeLink(n).String()+"/32") {
+			t.Fatalf("podnet0 on %s: %s (%v)", n.name, out, err)
+		}
+		stopKubeNode(t, n)
+		if out, err := inNS(n.netns, "ip", "link", "show", "dev", "podnet0").CombinedOutput(); err == nil {
+			t.Errorf("podnet0 is still on %s after its agent stopped: %s", n.name, out)
+		}
+	})
+}
+
+// makeNodeHosts makes each node's network namespace with lo up and an underlay: a veth pair
+// between the two nodes, ul0 on each with the node's address in 192.168.251.0/24. Everything is
+// removed when the test ends.
+func makeNodeHosts(t *testing.T, nodes []*kubeNode) {
+	t.Helper()
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	for _, n := range nodes {
+		run("netns", "add", n.netns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n.netns).Run() })
+		run("-n", n.netns, "link", "set", "lo", "up")
+	}
+	run("link", "add", "ul0", "netns", nodes[0].netns, "type", "veth", "peer", "name", "ul0", "netns", nodes[1].netns)
+	for _, n := range nodes {
+		run("-n", n.netns, "addr", "add", n.addr.String()+"/24", "dev", "ul0")
+		run("-n", n.netns, "link", "set", "ul0", "up")
+	}
+}
+
+// forwardInto listens on listen inside the network namespace ns (by its ip-netns name) and
+// forwards every connection to target in the test's own namespace, until the test ends.
+func forwardInto(t *testing.T, ns, listen, target string) {
+	t.Helper()
+	f, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	type res struct {
+		ln  net.Listener
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- res{nil, err}
+			return
+		}
+		ln, err := net.Listen("tcp4", listen)
+		done <- res{ln, err}
+	}()
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("listen on %s in %s: %v", listen, ns, r.err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { r.ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := r.ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				b, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
+				io.Copy(c, b)
+			})
+		}
+	})
+}
+
+// startKubeNode starts `podnet node` for n in its network namespace.
+func startKubeNode(t *testing.T, n *kubeNode, kubeconfig, dir string) {
+	t.Helper()
+	logf, err := os.Create(n.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = exec.Command("ip", "netns", "exec", n.netns, podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", n.name,
+		"--state-dir", filepath.Join(dir, n.name), "--cni-socket", n.socket, "--cluster-dns", "10.96.0.10")
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	logf.Close()
+	t.Cleanup(func() {
+		stopKubeNode(t, n)
+		if t.Failed() {
+			b, _ := os.ReadFile(n.log)
+			t.Logf("log of podnet node %s:\n%s", n.name, b)
+		}
+	})
+}
+
+// stopKubeNode stops n's agent with SIGINT (SIGKILL after 10 s); a second call does nothing.
+func stopKubeNode(t *testing.T, n *kubeNode) {
+	if n.cmd == nil || n.cmd.ProcessState != nil {
+		return
+	}
+	n.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { n.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.cmd.Process.Kill()
+		<-done
+	}
 }
 
 // reportRunning reports the pod Running and Ready with its address, as its kubelet would.

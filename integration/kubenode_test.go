@@ -84,7 +84,11 @@ spec:
 func TestKubeNodes(t *testing.T) {
 	requireLab(t)
 	if os.Geteuid() != 0 {
-		t.Skip("skipped: the test makes node and pod namespaces as a node's host and containerd do, with ip netns, which needs root (the root and no-netfilter runs cover it)")
+		// Rootless Kubernetes (usernetes, rootlesskit) runs the kubelet, containerd and the
+		// network plugin as root of a user namespace with a network namespace of its own: so
+		// does this run, control plane and all.
+		runInUserNS(t)
+		return
 	}
 	cp, client := startControlPlane(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -352,6 +356,31 @@ spec:
 			t.Errorf("podnet0 is still on %s after its agent stopped: %s", n.name, out)
 		}
 	})
+}
+
+// runInUserNS runs the test again as root of a new user namespace, with network and mount
+// namespaces of its own (a tmpfs on /run for ip netns), as an unprivileged user runs rootless
+// Kubernetes, and fails with it.
+func runInUserNS(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("skipped: rootless, and unshare (util-linux) is not installed to make a user namespace")
+	}
+	if out, err := exec.Command("unshare", "--user", "--map-root-user", "true").CombinedOutput(); err != nil {
+		t.Skipf("skipped: rootless, and this host gives no user namespaces: %v %s", err, out)
+	}
+	cmd := exec.Command("unshare", "--user", "--map-root-user", "--net", "--mount", "--",
+		"sh", "-c", `mount -t tmpfs tmpfs /run && mkdir /run/netns && ip link set lo up && exec "$@"`,
+		"sh", os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "PODNET_BIN="+podnetBin)
+	out, err := cmd.CombinedOutput()
+	t.Logf("as root of a user namespace:\n%s", out)
+	switch {
+	case err != nil:
+		t.Fatalf("the run in a user namespace failed: %v", err)
+	case !strings.Contains(string(out), "--- PASS: "+t.Name()):
+		t.Skip("skipped in the user namespace too (see above)")
+	}
 }
 
 // makeNodeHosts makes each node's network namespace with lo up and an underlay: a veth pair

@@ -21,7 +21,7 @@ import (
 func newNodeCommand() *cobra.Command {
 	var (
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket, nodeIf string
-		mtu                                                                                               int
+		mtu, httpPort, httpsPort                                                                          int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -43,7 +43,8 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
 				StateDir: stateDir, Socket: socket, NodeInterface: nodeIf,
-				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
+				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
 			if o.ClusterCIDR, err = netip.ParsePrefix(clusterCIDR); err != nil {
 				return fmt.Errorf("podnet node: --cluster-cidr %q: %w", clusterCIDR, err)
@@ -63,6 +64,16 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 					return fmt.Errorf("podnet node: --cluster-dns %q: %w", dnsIP, err)
 				}
 			}
+			for _, p := range []struct {
+				flag string
+				v    int
+				to   *uint16
+			}{{"--ingress-http-port", httpPort, &o.IngressHTTPPort}, {"--ingress-https-port", httpsPort, &o.IngressHTTPSPort}} {
+				if p.v < 0 || p.v > 65535 {
+					return fmt.Errorf("podnet node: %s %d: want a port, or 0 for none", p.flag, p.v)
+				}
+				*p.to = uint16(p.v)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return kubenode.Run(ctx, o)
@@ -80,6 +91,8 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&mtu, "mtu", 1420, "the pods' MTU")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/podnet", "where the node keeps its WireGuard key")
 	f.StringVar(&socket, "cni-socket", cniplugin.DefaultSocket, "the unix socket podnet-cni reaches the agent on")
+	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
+	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd
 }

@@ -72,6 +72,21 @@ spec:
   type: NodePort
   selector: {app: web}
   ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: http, port: 8088, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: podnet
+  rules: [{host: web.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]
 `
 
 // TestKubeNodes runs two `podnet node` agents against a real kube-apiserver and
@@ -80,7 +95,8 @@ spec:
 // nodes with the source kept; a ClusterIP and a NodePort through the controller-manager's
 // EndpointSlice; the cluster DNS; the `kubernetes` Service, whose endpoint is no pod; the nodes
 // reaching pods and ClusterIPs through podnet0; a hostPort; a NetworkPolicy; a pod kept from the
-// node's loopback; CHECK and DEL; and podnet0 gone when the agent stops.
+// node's loopback; LoadBalancer and Ingress status written by the Lease holder, and their ports;
+// CHECK and DEL; podnet0 gone when the agent stops, and the Lease passed on.
 func TestKubeNodes(t *testing.T) {
 	requireLab(t)
 	if os.Geteuid() != 0 {
@@ -335,6 +351,37 @@ spec:
 			return err == nil && out == "web"
 		})
 	})
+	t.Run("LoadBalancer and Ingress status from the Lease holder, and their ports", func(t *testing.T) {
+		want := nodes[0].addr.String() + "," + nodes[1].addr.String()
+		waitFor(t, "the LoadBalancer Service's status", func() bool {
+			lb, err := client.CoreV1().Services("default").Get(ctx, "web-lb", metav1.GetOptions{})
+			var ips []string
+			for _, in := range lb.Status.LoadBalancer.Ingress {
+				ips = append(ips, in.IP)
+			}
+			return err == nil && strings.Join(ips, ",") == want
+		})
+		waitFor(t, "the Ingress's status", func() bool {
+			ing, err := client.NetworkingV1().Ingresses("default").Get(ctx, "web", metav1.GetOptions{})
+			var ips []string
+			for _, in := range ing.Status.LoadBalancer.Ingress {
+				ips = append(ips, in.IP)
+			}
+			return err == nil && strings.Join(ips, ",") == want
+		})
+		lease, err := client.CoordinationV1().Leases("podnet-system").Get(ctx, "podnet-status", metav1.GetOptions{})
+		if err != nil || lease.Spec.HolderIdentity == nil || (*lease.Spec.HolderIdentity != "node-a" && *lease.Spec.HolderIdentity != "node-b") {
+			t.Errorf("Lease podnet-system/podnet-status: %+v (%v), want a node holding it", lease, err)
+		}
+		for _, n := range nodes {
+			if out, err := curlIn(nodes[0].netns, fmt.Sprintf("http://%s:8088/", n.addr)); err != nil || out != "web" {
+				t.Errorf("LoadBalancer port on %s: %q (%v)", n.name, out, err)
+			}
+			if out, err := curlIn(nodes[0].netns, fmt.Sprintf("http://%s/", n.addr), "-H", "Host: web.example"); err != nil || out != "web" {
+				t.Errorf("Ingress on %s: %q (%v)", n.name, out, err)
+			}
+		}
+	})
 	t.Run("CHECK and DEL", func(t *testing.T) {
 		if out, err := runCNI(nodes[0], "CHECK", pods[0]); err != nil {
 			t.Errorf("CHECK: %v %s", err, out)
@@ -355,6 +402,11 @@ spec:
 		if out, err := inNS(n.netns, "ip", "link", "show", "dev", "podnet0").CombinedOutput(); err == nil {
 			t.Errorf("podnet0 is still on %s after its agent stopped: %s", n.name, out)
 		}
+		// node-a gave the Lease up as it stopped: node-b holds it now.
+		waitFor(t, "node-b to hold the Lease", func() bool {
+			lease, err := client.CoordinationV1().Leases("podnet-system").Get(ctx, "podnet-status", metav1.GetOptions{})
+			return err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity == "node-b"
+		})
 	})
 }
 

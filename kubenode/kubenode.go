@@ -56,6 +56,12 @@ type Options struct {
 	StateDir string
 	// Socket is the unix socket podnet-cni reaches the agent on. Required.
 	Socket string
+	// LeaseNamespace holds the Lease (LeaseName) that chooses the one agent writing the status
+	// of LoadBalancer Services and podnet Ingresses. Empty means podnet-system.
+	LeaseNamespace string
+	// IngressHTTPPort and IngressHTTPSPort are where the node's Ingress controller listens, on
+	// the node's address; both zero means none.
+	IngressHTTPPort, IngressHTTPSPort uint16
 	// NodeInterface is the node's own interface to its pods and Services, made in the agent's
 	// network namespace (the node's). Empty means DefaultNodeInterface.
 	NodeInterface string
@@ -82,6 +88,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.NodeInterface == "" {
 		o.NodeInterface = DefaultNodeInterface
+	}
+	if o.LeaseNamespace == "" {
+		o.LeaseNamespace = "podnet-system"
 	}
 	log := o.Logger
 	if err := checkPermissions(ctx, o.Client); err != nil {
@@ -128,11 +137,13 @@ func Run(ctx context.Context, o Options) error {
 			Domain:      o.ClusterDomain,
 			MTU:         o.MTU,
 		},
-		Source:        src,
-		Nodes:         nodeWriter{o.Client},
-		StateDir:      o.StateDir,
-		Logger:        log,
-		NodeInterface: o.NodeInterface,
+		Source:           src,
+		Nodes:            nodeWriter{o.Client},
+		StateDir:         o.StateDir,
+		Logger:           log,
+		NodeInterface:    o.NodeInterface,
+		IngressHTTPPort:  o.IngressHTTPPort,
+		IngressHTTPSPort: o.IngressHTTPSPort,
 	})
 	if err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
@@ -160,6 +171,16 @@ func Run(ctx context.Context, o Options) error {
 	if err := setNetworkAvailable(ctx, o.Client, o.NodeName); err != nil {
 		log.Error("set the Node's NetworkUnavailable condition", "err", err)
 	}
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		runStatusWriter(statusCtx, o.Client, src, o.LeaseNamespace, o.NodeName, log.With("component", "status"))
+	}()
+	defer func() {
+		stopStatus()
+		<-statusDone
+	}()
 	log.Info("node network ready", "node", o.NodeName, "address", o.NodeAddress, "podCIDR", podCIDR,
 		"nodeInterface", o.NodeInterface, "nodeInterfaceAddress", a.NodeLinkAddress(),
 		"serviceCIDR", o.ServiceCIDR, "clusterDNS", o.ClusterDNS, "socket", o.Socket)

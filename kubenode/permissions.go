@@ -50,7 +50,12 @@ func Permissions() []Permission {
 		Permission{Verb: "list", Group: "networking.k8s.io", Resource: "servicecidrs", Why: "the Services' range"},
 		Permission{Verb: "patch", Resource: "nodes", Why: "publish the node's WireGuard key and endpoint"},
 		Permission{Verb: "patch", Resource: "nodes", Subresource: "status", Why: "set the Node's NetworkUnavailable condition"},
+		Permission{Verb: "patch", Resource: "services", Subresource: "status", Why: "give LoadBalancer Services the nodes' addresses"},
+		Permission{Verb: "patch", Group: "networking.k8s.io", Resource: "ingresses", Subresource: "status", Why: "give podnet's Ingresses the nodes' addresses"},
 	)
+	for _, v := range []string{"get", "create", "update"} {
+		ps = append(ps, Permission{Verb: v, Group: "coordination.k8s.io", Resource: "leases", Why: "choose the one node that writes the cluster-wide status"})
+	}
 	return ps
 }
 

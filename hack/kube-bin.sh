@@ -5,7 +5,7 @@
 #   hack/kube-bin.sh [COMPONENT...]      (make kube-bin)
 #
 # Components (default: all): kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
-# (k8s.io/kubernetes $KUBE_VERSION), etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION), containerd
+# kube-proxy (k8s.io/kubernetes $KUBE_VERSION; kube-proxy only as the reference of benchmarks), etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION), containerd
 # (github.com/containerd/containerd/v2 $CONTAINERD_VERSION, with containerd-shim-runc-v2 and ctr),
 # cni-plugins (the reference bridge, host-local and loopback of github.com/containernetworking/plugins
 # $CNI_PLUGINS_VERSION, for benchmarks beside podnet-cni; into bin/kube/cni/).
@@ -28,7 +28,7 @@ GO=${GO:-go}
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PODNET_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/podnet/kube}
-kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
 all=("${kube_components[@]}" etcd containerd cni-plugins)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/podnet/podnet/internal/controlplane"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -92,6 +93,10 @@ func main() {
 		pid := cmd.Process.Pid
 		r := row{name: agent}
 		time.Sleep(30 * time.Second)
+		if err := programmed(ctx, client, agent); err != nil {
+			b, _ := os.ReadFile(logf.Name())
+			log.Fatalf("%s has not programmed the last Service after 30 s: %v\n%s", agent, err, b)
+		}
 		c0 := cpuSeconds(pid)
 		r.startCPU, r.startRSS = c0, rssMiB(pid)
 		time.Sleep(15 * time.Second)
@@ -110,14 +115,14 @@ func main() {
 		rows = append(rows, r)
 	}
 	p, k := rows[0], rows[1]
-	fmt.Printf("\n%d pods, %d Services (%d EndpointSlices), %d NetworkPolicies, %d nodes; one agent on node-a\n\n", *pods, *services, *services, *policies, *nodes)
+	fmt.Printf("\n%d pods, %d Services (%d EndpointSlices), %d NetworkPolicies, %d nodes; one agent, on node-0\n\n", *pods, *services, *services, *policies, *nodes)
 	fmt.Printf("%-34s %12s %12s %8s\n", "", "podnet node", "kube-proxy", "ratio")
 	line := func(what string, a, b float64, unit string) {
 		ratio := "-"
 		if b > 0 {
 			ratio = fmt.Sprintf("%.2f", a/b)
 		}
-		fmt.Printf("%-34s %9.1f %-2s %9.1f %-2s %8s\n", what, a, unit, b, unit, ratio)
+		fmt.Printf("%-34s %9.2f %-3s %9.2f %-3s %6s\n", what, a, unit, b, unit, ratio)
 	}
 	line("CPU, start to 30 s (sync)", p.startCPU, k.startCPU, "s")
 	line("resident memory at 30 s", p.startRSS, k.startRSS, "MiB")
@@ -137,6 +142,34 @@ func agentCommand(agent, kubeconfig, dir string) *exec.Cmd {
 	return exec.Command(*podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", "node-0", "--node-address", "127.0.0.1",
 		"--state-dir", filepath.Join(dir, "podnet-state"), "--cni-socket", filepath.Join(dir, "cni.sock"), "--cluster-dns", "10.96.0.10",
 		"--ingress-http-port", "0", "--ingress-https-port", "0")
+}
+
+// programmed checks that the agent serves the last Service made: podnet answers its name at the
+// cluster DNS address (through podnet0, from this network namespace), kube-proxy has its
+// ClusterIP in its nftables rules.
+func programmed(ctx context.Context, client kubernetes.Interface, agent string) error {
+	last := *services - 1
+	svc, err := client.CoreV1().Services(fmt.Sprintf("ns-%d", last%10)).Get(ctx, fmt.Sprintf("svc-%d", last), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if agent == "kube-proxy" {
+		out, err := exec.Command("nft", "list", "table", "ip", "kube-proxy").Output()
+		if err != nil || !strings.Contains(string(out), svc.Spec.ClusterIP+" ") {
+			return fmt.Errorf("ClusterIP %s not in nft's table ip kube-proxy (%v)", svc.Spec.ClusterIP, err)
+		}
+		return nil
+	}
+	m := new(dns.Msg)
+	m.SetQuestion(fmt.Sprintf("%s.%s.svc.cluster.local.", svc.Name, svc.Namespace), dns.TypeA)
+	r, err := dns.Exchange(m, "10.96.0.10:53")
+	if err != nil {
+		return err
+	}
+	if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != svc.Spec.ClusterIP {
+		return fmt.Errorf("DNS answered %v for %s, want %s", r.Answer, m.Question[0].Name, svc.Spec.ClusterIP)
+	}
+	return nil
 }
 
 // populate makes the cluster's objects and returns the pods' addresses.

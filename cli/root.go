@@ -80,6 +80,8 @@ Start the built-in example lab with "podnet lab up", then look around with "podn
 		newFlowsCommand(g),
 		newNodeCommand(),
 		newCNIInstallCommand(),
+		newClusterCommand(g),
+		newPauseCommand(),
 	)
 	return root
 }

@@ -102,7 +102,7 @@ func Start(ctx context.Context, opts Options) (_ *ControlPlane, err error) {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
-	if err := writeServiceAccountKey(pki); err != nil {
+	if err := WriteServiceAccountKey(pki); err != nil {
 		return nil, err
 	}
 	tok := make([]byte, 16)
@@ -256,8 +256,8 @@ func (cp *ControlPlane) Close() error {
 	return nil
 }
 
-// writeServiceAccountKey writes the key that signs service-account tokens, and its public half.
-func writeServiceAccountKey(dir string) error {
+// WriteServiceAccountKey writes (sa.key and sa.pub in dir) the key that signs service-account tokens, and its public half.
+func WriteServiceAccountKey(dir string) error {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return err

@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const clusterObjects = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}]
+      containers:
+      - name: web
+        image: docker.io/library/podnet:dev
+        imagePullPolicy: Never
+        command: [/podnet, serve, --http, "8080"]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: podnet
+  rules: [{host: web.example, http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers: [{name: c, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [sleep, "3600"]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stranger, namespace: other}
+spec:
+  containers: [{name: c, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [sleep, "3600"]}]
+`
+
+// clusterPolicy admits to web only pods of namespace default (so not the Ingress controller on
+// the nodes either: it is applied after the Ingress check).
+const clusterPolicy = `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-default-only}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: default}}}]}]
+`
+
+// TestCluster brings up a real 2-node cluster (kubelet, containerd and runc on each node, podnet
+// installed from deploy/podnet.yaml as its DaemonSet), applies a Deployment, a Service, an
+// Ingress and a NetworkPolicy written here, checks them from inside pods, and takes the cluster
+// down, leaving the host as it was.
+func TestCluster(t *testing.T) {
+	requireLab(t)
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: podnet cluster runs kubelets and containerd as root (the root and no-netfilter runs cover it)")
+	}
+	bin := kubeBin()
+	for _, c := range []string{"kubelet", "kube-scheduler", "containerd", "ctr", "cni/loopback", "kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(bin, c)); err != nil {
+			t.Skipf("skipped: %s not in %s: make kube-bin builds it", c, bin)
+		}
+	}
+	for _, tool := range []string{"runc", "busybox", "nsenter", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipped: %s is not installed (apt-get install runc busybox-static util-linux)", tool)
+		}
+	}
+	name := fmt.Sprintf("it%d", os.Getpid())
+	root := t.TempDir()
+	before := clusterHostSnapshot(t)
+	podnet := func(args ...string) (string, error) {
+		cmd := exec.Command(podnetBin, append([]string{"cluster", "--name", name, "--kube-bin", bin, "--state-root", root}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	downDone := false
+	t.Cleanup(func() {
+		if !downDone {
+			if out, err := podnet("down"); err != nil {
+				t.Errorf("cluster down: %v\n%s", err, out)
+			}
+		}
+	})
+	start := time.Now()
+	out, err := podnet("up", "--nodes", "2")
+	if err != nil {
+		logs, _ := exec.Command("sh", "-c", "tail -n 30 "+filepath.Join(root, name, "logs", "*.log")).CombinedOutput()
+		t.Fatalf("cluster up: %v\n%s\n%s", err, out, logs)
+	}
+	t.Logf("cluster up took %v", time.Since(start).Round(time.Second))
+	kubeconfig := filepath.Join(root, name, "kubeconfig")
+	if !strings.Contains(out, "export KUBECONFIG="+kubeconfig) {
+		t.Errorf("cluster up printed no export line:\n%s", out)
+	}
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(filepath.Join(bin, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	nodes, err := kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.conditions[?(@.type=="Ready")].status};{end}`)
+	if err != nil || strings.Count(nodes, " True;") != 2 || !strings.Contains(nodes, "10.244.") {
+		t.Fatalf("nodes: %q (%v), want two Ready with pod CIDRs", nodes, err)
+	}
+	if out, err := podnet("status"); err != nil || !strings.Contains(out, "node-2") || strings.Contains(out, "not running") {
+		t.Errorf("cluster status: %v\n%s", err, out)
+	}
+	manifest := filepath.Join(t.TempDir(), "objects.yaml")
+	os.WriteFile(manifest, []byte(clusterObjects), 0o644)
+	if out, err := kubectl("apply", "-f", manifest); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, err := kubectl("wait", "--for=condition=Ready", "pod", "--all", "-A", "--timeout=180s"); err != nil {
+		desc, _ := kubectl("describe", "pods", "-A")
+		t.Fatalf("pods not Ready: %v\n%s\n%s", err, out, desc)
+	}
+	exec := func(ns, pod string, args ...string) (string, error) {
+		return kubectl(append([]string{"exec", "-n", ns, pod, "--"}, args...)...)
+	}
+	t.Run("pod to pod on both nodes, source kept", func(t *testing.T) {
+		ips, _ := kubectl("get", "pods", "-l", "app=web", "-o", `jsonpath={range .items[*]}{.status.podIP} {.spec.nodeName};{end}`)
+		clientIP, _ := kubectl("get", "pod", "client", "-o", "jsonpath={.status.podIP}")
+		if strings.Count(ips, ";") != 2 || !strings.Contains(ips, "node-1") || !strings.Contains(ips, "node-2") {
+			t.Fatalf("web pods %q: want one on each node", ips)
+		}
+		for _, e := range strings.Split(strings.TrimSuffix(ips, ";"), ";") {
+			ip := strings.Fields(e)[0]
+			out, err := exec("default", "client", "curl", "-sS", "--max-time", "5", "http://"+ip+":8080/clientip")
+			if err != nil || out != clientIP {
+				t.Errorf("client to web %s: %q (%v), want the client's address %s", e, out, err, clientIP)
+			}
+		}
+	})
+	t.Run("Service by DNS name", func(t *testing.T) {
+		out, err := exec("default", "client", "curl", "-sS", "--max-time", "5", "http://web.default.svc.cluster.local/")
+		if err != nil || !strings.HasPrefix(out, "web-") {
+			t.Errorf("curl http://web.default.svc.cluster.local/: %q (%v), want a web pod's name", out, err)
+		}
+		if out, err := exec("default", "client", "getent", "hosts", "kubernetes.default"); err != nil || !strings.Contains(out, "10.96.0.1") {
+			t.Errorf("getent hosts kubernetes.default: %q (%v)", out, err)
+		}
+	})
+	t.Run("the kubernetes Service from a pod", func(t *testing.T) {
+		out, err := exec("default", "client", "curl", "-sSk", "--max-time", "5", "https://kubernetes.default/version")
+		if err != nil || !strings.Contains(out, "gitVersion") {
+			t.Errorf("https://kubernetes.default/version: %q (%v)", out, err)
+		}
+	})
+	t.Run("Ingress on a node's address", func(t *testing.T) {
+		out, err := exec("default", "client", "curl", "-sS", "--max-time", "5", "-H", "Host: web.example", "http://10.250.0.12/")
+		if err != nil || !strings.HasPrefix(out, "web-") {
+			t.Errorf("Ingress on node-2: %q (%v)", out, err)
+		}
+	})
+	t.Run("NetworkPolicy", func(t *testing.T) {
+		if out, err := exec("other", "stranger", "curl", "-sS", "--max-time", "5", "http://web.default/"); err != nil {
+			t.Fatalf("before the policy, stranger to web: %q (%v)", out, err)
+		}
+		policy := filepath.Join(t.TempDir(), "policy.yaml")
+		os.WriteFile(policy, []byte(clusterPolicy), 0o644)
+		if out, err := kubectl("apply", "-f", policy); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := exec("other", "stranger", "curl", "-sS", "--max-time", "2", "http://web.default/")
+			if err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a pod of namespace other still reaches web, which admits only namespace default")
+			}
+		}
+		if out, err := exec("default", "client", "curl", "-sS", "--max-time", "5", "http://web.default/"); err != nil {
+			t.Errorf("client of namespace default to web under the policy: %q (%v)", out, err)
+		}
+	})
+	if out, err := podnet("down"); err != nil {
+		t.Fatalf("cluster down: %v\n%s", err, out)
+	}
+	downDone = true
+	if after := clusterHostSnapshot(t); after != before {
+		t.Errorf("the host changed:\nbefore: %s\nafter:  %s", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(root, name)); err == nil {
+		t.Errorf("the cluster's state directory is still there")
+	}
+}
+
+// clusterHostSnapshot describes what a cluster must leave as it found it: the host's links and routes,
+// its network namespaces, its mounts and its top-level cgroups.
+func clusterHostSnapshot(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	fmt.Fprintf(&b, "links: %s\n", linkNames(string(links)))
+	for _, c := range [][]string{{"ip", "route"}, {"ip", "netns", "list"}} {
+		out, _ := exec.Command(c[0], c[1:]...).Output()
+		fmt.Fprintf(&b, "%s: %s\n", strings.Join(c, " "), out)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	fmt.Fprintf(&b, "mounts: %d lines\n", strings.Count(string(mounts), "\n"))
+	cg, _ := filepath.Glob("/sys/fs/cgroup/memory/*")
+	fmt.Fprintf(&b, "cgroups: %v\n", cg)
+	return b.String()
+}

@@ -1,0 +1,123 @@
+package kubecluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/podnet/podnet/internal/ociimage"
+)
+
+// Images every cluster gets, all built on the machine (there is no registry to pull from).
+const (
+	PodnetImage  = "docker.io/library/podnet:dev"
+	ToolboxImage = "docker.io/library/toolbox:1"
+	// The names the upstream e2e suites of this Kubernetes release use for agnhost and busybox.
+	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
+	BusyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
+)
+
+// toolboxPrograms are the Debian programs of the toolbox image besides busybox's applets: what
+// the suites and the tests run inside pods.
+var toolboxPrograms = []string{"/usr/bin/curl", "/usr/bin/dig", "/usr/bin/getent"}
+
+func (st *State) imagesPath() string { return filepath.Join(st.Dir, "images.tar") }
+
+// images writes the cluster's images into one tarball: podnet (podnet and podnet-cni), pause
+// (podnet's own pause), the toolbox (Debian's busybox-static with its applets, curl, dig and
+// getent with their libraries), also under the e2e suites' busybox name, and agnhost where
+// make kube-bin built it.
+func (u *up) images(context.Context) error {
+	exe := u.opts.Podnet
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	cni := filepath.Join(filepath.Dir(exe), "podnet-cni")
+	if _, err := os.Stat(cni); err != nil {
+		return fmt.Errorf("podnet-cni is not beside %s (make build puts both in bin/)", exe)
+	}
+	// podnet as built may be linked against the C library: the image gets the libraries it
+	// needs, at their paths, beside /podnet and /podnet-cni.
+	podnet, err := ociimage.Programs(exe, cni)
+	if err != nil {
+		return err
+	}
+	delete(podnet, exe)
+	delete(podnet, cni)
+	podnet["/podnet"], podnet["/podnet-cni"] = exe, cni
+	toolbox, err := Toolbox()
+	if err != nil {
+		return err
+	}
+	images := []ociimage.Image{
+		{Name: PodnetImage, Entrypoint: []string{"/podnet"}, Files: podnet},
+		{Name: PauseImage, Entrypoint: []string{"/podnet", "pause"}, Files: podnet},
+		withName(toolbox, ToolboxImage),
+		withName(toolbox, BusyboxImage),
+	}
+	if agnhost := u.bin("agnhost"); fileExists(agnhost) {
+		images = append(images, ociimage.Image{Name: AgnhostImage, Entrypoint: []string{"/agnhost"},
+			Files: map[string]string{"/agnhost": agnhost}, Dirs: []string{"/tmp"}})
+	} else {
+		u.log.Warn("no agnhost in " + u.opts.KubeBin + " (make kube-bin builds it): the upstream suites cannot run on this cluster")
+	}
+	return ociimage.Write(u.st.imagesPath(), images)
+}
+
+func withName(img ociimage.Image, name string) ociimage.Image {
+	img.Name = name
+	return img
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Toolbox is the toolbox image (without a name): /bin/busybox from Debian's busybox-static
+// with a link for every applet, and toolboxPrograms with their libraries.
+func Toolbox() (ociimage.Image, error) {
+	busybox := "/bin/busybox"
+	out, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		return ociimage.Image{}, fmt.Errorf("toolbox image: %s --list: %v (apt-get install busybox-static)", busybox, err)
+	}
+	files, err := ociimage.Programs(toolboxPrograms...)
+	if err != nil {
+		return ociimage.Image{}, fmt.Errorf("toolbox image: %w (apt-get install curl dnsutils)", err)
+	}
+	real, err := filepath.EvalSymlinks(busybox)
+	if err != nil {
+		return ociimage.Image{}, err
+	}
+	files["/bin/busybox"] = real
+	links := map[string]string{}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet == "busybox" {
+			continue
+		}
+		p := "/bin/" + applet
+		if _, ok := files[p]; ok {
+			continue
+		}
+		if _, ok := files["/usr"+p]; ok {
+			continue
+		}
+		links[p] = "busybox"
+	}
+	// Debian's layout: /lib and /lib64 hold the loader and libraries at the paths programs
+	// name; /usr/bin is where curl, dig and getent are.
+	return ociimage.Image{
+		Entrypoint: []string{"/bin/sh"},
+		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"},
+		Files:      files,
+		Symlinks:   links,
+		Dirs:       []string{"/tmp", "/etc", "/root", "/var/run"},
+	}, nil
+}

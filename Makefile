@@ -4,10 +4,10 @@
 # Both run as root on Debian (apt-get installs the packages the labs and tests use).
 
 GO      ?= go
-DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark
+DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark runc busybox-static util-linux
 BIN     := bin/podnet
 
-.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin kube-bin-test
+.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin kube-bin-test conformance
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "podnet needs Go >= 1.26 (https://go.dev/dl/) on PATH"; exit 1; }
@@ -33,8 +33,9 @@ TEST_USER ?= podnettest
 
 test: deps kube-bin-test unit e2e
 
-# The components the end-to-end suite's Kubernetes-mode tests run (a control plane on loopback).
-KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl
+# The components the end-to-end suite's Kubernetes-mode tests run: a control plane on loopback,
+# and the nodes of TestCluster's `podnet cluster` (kubelet, containerd, the CNI loopback plugin).
+KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet containerd cni-plugins
 kube-bin-test:
 	GO=$(GO) hack/kube-bin.sh $(KUBE_TEST_COMPONENTS)
 
@@ -65,3 +66,9 @@ bench: deps
 
 clean:
 	rm -rf bin
+
+# The upstream Kubernetes network suites (the NetworkPolicy suite and every [sig-network]
+# Conformance spec, from e2e.test v1.37.2) against a fresh 2-node `podnet cluster`, with JUnit
+# reports under _output/conformance. Long: not part of `make test`.
+conformance: deps
+	GO=$(GO) hack/conformance.sh

@@ -28,6 +28,7 @@ no kube-proxy, no CoreDNS, no iptables, no Docker or kind. The components come f
 	cmd.PersistentFlags().StringVar(&kubeBin, "kube-bin", defaultKubeBin(), "the Kubernetes components (make kube-bin)")
 	cmd.PersistentFlags().StringVar(&root, "state-root", kubecluster.DefaultRoot, "where clusters keep their state")
 	var nodes int
+	var cni string
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Bring a cluster up and wait until every node is Ready",
@@ -36,7 +37,7 @@ no kube-proxy, no CoreDNS, no iptables, no Docker or kind. The components come f
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			st, err := kubecluster.Up(ctx, kubecluster.Options{
-				Name: g.name, Nodes: nodes, KubeBin: kubeBin, Manifest: deploy.Manifest, Root: root,
+				Name: g.name, Nodes: nodes, KubeBin: kubeBin, Manifest: deploy.Manifest, Root: root, CNI: cni,
 				Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			})
 			if err != nil {
@@ -50,6 +51,7 @@ no kube-proxy, no CoreDNS, no iptables, no Docker or kind. The components come f
 		},
 	}
 	up.Flags().IntVar(&nodes, "nodes", 2, "the number of nodes")
+	up.Flags().StringVar(&cni, "cni", "podnet", "the network: podnet, or bridge (the reference CNI plugins, pods on one node only: a benchmark baseline)")
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Remove every process, namespace, mount and file of a cluster",

@@ -7,7 +7,8 @@
 # Components (default: all): kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
 # kube-proxy (k8s.io/kubernetes $KUBE_VERSION; kube-proxy only as the reference of benchmarks),
 # agnhost (test/images/agnhost, the upstream suites' test server, for podnet cluster's image) and
-# e2e.test (the upstream end-to-end suites, test/e2e: make conformance), etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION), containerd
+# e2e.test (the upstream end-to-end suites, test/e2e) and ginkgo (their runner, for parallel
+# runs; both for make conformance), etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION), containerd
 # (github.com/containerd/containerd/v2 $CONTAINERD_VERSION, with containerd-shim-runc-v2 and ctr),
 # cni-plugins (the reference bridge, host-local and loopback of github.com/containernetworking/plugins
 # $CNI_PLUGINS_VERSION, for benchmarks beside podnet-cni; into bin/kube/cni/).
@@ -31,7 +32,7 @@ GO=${GO:-go}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PODNET_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/podnet/kube}
 kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy)
-all=("${kube_components[@]}" agnhost e2e.test etcd containerd cni-plugins)
+all=("${kube_components[@]}" agnhost e2e.test ginkgo etcd containerd cni-plugins)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
 for c in "${wanted[@]}"; do
@@ -87,6 +88,7 @@ build_kube() {
 	case $name in
 	agnhost) (cd "$dir/src" && "$GO" build -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/test/images/agnhost") ;;
 	e2e.test) (cd "$dir/src" && "$GO" test -c -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/test/e2e") ;;
+	ginkgo) (cd "$dir/src" && "$GO" build -trimpath -o "$dir/bin/$name.tmp" "github.com/onsi/ginkgo/v2/ginkgo") ;;
 	*) (cd "$dir/src" && "$GO" build -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/cmd/$name") ;;
 	esac
 	mv "$dir/bin/$name.tmp" "$dir/bin/$name"

@@ -33,9 +33,14 @@ kube_env=(PODNET_REPO="$dir")
 if [ -d bin/kube ] && [ -n "$(ls bin/kube 2>/dev/null)" ]; then
 	mkdir -p "$dir/kube"
 	for f in bin/kube/*; do
-		[ -f "$f" ] && cp -L "$f" "$dir/kube/"
+		# e2e.test is make conformance's, not these tests'.
+		[ -f "$f" ] && [ "$(basename "$f")" != e2e.test ] && cp -L "$f" "$dir/kube/"
 	done
-	chmod 755 "$dir/kube" "$dir/kube"/*
+	if [ -d bin/kube/cni ]; then
+		mkdir -p "$dir/kube/cni" && cp -L bin/kube/cni/* "$dir/kube/cni/"
+	fi
+	chmod -R a+rX "$dir/kube"
+	chmod 755 "$dir/kube"/*
 	kube_env+=(PODNET_KUBE_BIN="$dir/kube")
 fi
 

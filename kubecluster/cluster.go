@@ -42,6 +42,10 @@ type Options struct {
 	Root string
 	// Log receives progress. Nil means discard.
 	Log *slog.Logger
+	// CNI is the cluster's network: "podnet" (the default), or "bridge", the reference CNI
+	// plugins (bridge and host-local, make kube-bin's cni-plugins) on each node with no Service
+	// proxy and no route between nodes: a baseline for benchmarks of pods on one node.
+	CNI string
 }
 
 // DefaultRoot is where clusters keep their state by default.
@@ -150,6 +154,13 @@ func Up(ctx context.Context, o Options) (*State, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	switch o.CNI {
+	case "":
+		o.CNI = "podnet"
+	case "podnet", "bridge":
+	default:
+		return nil, fmt.Errorf("cluster %s: --cni %q: want podnet or bridge", o.Name, o.CNI)
+	}
 	if err := checkName(o.Name); err != nil {
 		return nil, err
 	}
@@ -190,7 +201,7 @@ func Up(ctx context.Context, o Options) (*State, error) {
 		{"control plane", u.controlPlane},
 		{"images", u.images},
 		{"nodes", u.nodes},
-		{"podnet", u.installPodnet},
+		{o.CNI, u.installNetwork},
 		{"nodes Ready", u.waitReady},
 	} {
 		start := time.Now()

@@ -223,7 +223,51 @@ authorization: {mode: AlwaysAllow}
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
+makeIPTablesUtilChains: false
 `, n.CgroupRoot, n.Address, clusterDNS)
+}
+
+// installNetwork installs the cluster's network.
+func (u *up) installNetwork(ctx context.Context) error {
+	if u.opts.CNI == "bridge" {
+		return u.installBridge(ctx)
+	}
+	return u.installPodnet(ctx)
+}
+
+// installBridge gives each node the reference bridge and host-local plugins, configured with
+// the node's pod CIDR once the controller-manager has given it one.
+func (u *up) installBridge(ctx context.Context) error {
+	for _, n := range u.st.Nodes {
+		for _, p := range []string{"bridge", "host-local"} {
+			b, err := os.ReadFile(u.bin("cni/" + p))
+			if err != nil {
+				return fmt.Errorf("%w (make kube-bin's cni-plugins)", err)
+			}
+			if err := os.WriteFile(filepath.Join(u.st.nodeDir(n, "opt-cni-bin"), p), b, 0o755); err != nil {
+				return err
+			}
+		}
+		var cidr string
+		if err := waitFor(ctx, time.Minute, n.Name+"'s pod CIDR", func() error {
+			out, err := u.kubectl(ctx, nil, "get", "node", n.Name, "-o", "jsonpath={.spec.podCIDR}")
+			cidr = strings.TrimSpace(out)
+			if err == nil && cidr == "" {
+				err = fmt.Errorf("none yet")
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "bridge", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/networks", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}}]}
+`, cidr)
+		if err := os.WriteFile(filepath.Join(u.st.nodeDir(n, "etc-cni-net.d"), "10-bridge.conflist"), []byte(conf), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // installPodnet applies deploy/podnet.yaml with the API server's real address for the agents.

@@ -3,6 +3,7 @@ package kubecluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +17,10 @@ const (
 	PodnetImage  = "docker.io/library/podnet:dev"
 	ToolboxImage = "docker.io/library/toolbox:1"
 	// The names the upstream e2e suites of this Kubernetes release use for agnhost and busybox.
-	AgnhostImage = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
-	BusyboxImage = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
+	AgnhostImage  = "registry.k8s.io/e2e-test-images/agnhost:2.66.1"
+	BusyboxImage  = "registry.k8s.io/e2e-test-images/busybox:1.37.0-2"
+	GlibcDNSImage = "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1"
+	NginxImage    = "registry.k8s.io/e2e-test-images/nginx:1.27.0-2"
 )
 
 // toolboxPrograms are the Debian programs of the toolbox image besides busybox's applets: what
@@ -60,10 +63,19 @@ func (u *up) images(context.Context) error {
 		{Name: PauseImage, Entrypoint: []string{"/podnet", "pause"}, Files: podnet},
 		withName(toolbox, ToolboxImage),
 		withName(toolbox, BusyboxImage),
+		// The suites' DNS checks run dig under sh in this one: the toolbox is glibc's too.
+		withName(toolbox, GlibcDNSImage),
+		// The suites only need a web server on port 80 from their nginx.
+		{Name: NginxImage, Entrypoint: []string{"/podnet", "serve", "--http", "80"}, Files: podnet},
 	}
 	if agnhost := u.bin("agnhost"); fileExists(agnhost) {
-		images = append(images, ociimage.Image{Name: AgnhostImage, Entrypoint: []string{"/agnhost"},
-			Files: map[string]string{"/agnhost": agnhost}, Dirs: []string{"/tmp"}})
+		// The suites run sh, dig, nslookup, nc and wget in agnhost's pods as well as agnhost
+		// itself: it is the toolbox with /agnhost.
+		img := withName(toolbox, AgnhostImage)
+		img.Files = maps.Clone(toolbox.Files)
+		img.Files["/agnhost"] = agnhost
+		img.Entrypoint = []string{"/agnhost"}
+		images = append(images, img)
 	} else {
 		u.log.Warn("no agnhost in " + u.opts.KubeBin + " (make kube-bin builds it): the upstream suites cannot run on this cluster")
 	}
@@ -81,17 +93,25 @@ func fileExists(p string) bool {
 }
 
 // Toolbox is the toolbox image (without a name): /bin/busybox from Debian's busybox-static
-// with a link for every applet, and toolboxPrograms with their libraries.
+// with a link for every applet, and toolboxPrograms and OpenBSD's nc (Debian's netcat-openbsd)
+// with their libraries.
 func Toolbox() (ociimage.Image, error) {
 	busybox := "/bin/busybox"
 	out, err := exec.Command(busybox, "--list").Output()
 	if err != nil {
 		return ociimage.Image{}, fmt.Errorf("toolbox image: %s --list: %v (apt-get install busybox-static)", busybox, err)
 	}
-	files, err := ociimage.Programs(toolboxPrograms...)
-	if err != nil {
-		return ociimage.Image{}, fmt.Errorf("toolbox image: %w (apt-get install curl dnsutils)", err)
+	progs := toolboxPrograms
+	if _, err := os.Stat("/usr/bin/iperf3"); err == nil {
+		progs = append(progs, "/usr/bin/iperf3") // for bench/cluster.sh, where Debian's iperf3 is installed
 	}
+	progs = append(progs, "/usr/bin/nc.openbsd")
+	files, err := ociimage.Programs(progs...)
+	if err != nil {
+		return ociimage.Image{}, fmt.Errorf("toolbox image: %w (apt-get install curl dnsutils netcat-openbsd)", err)
+	}
+	// The suites run OpenBSD's nc (nc -v -t -w 2, nc -u), not busybox's.
+	files["/usr/bin/nc"] = files["/usr/bin/nc.openbsd"]
 	real, err := filepath.EvalSymlinks(busybox)
 	if err != nil {
 		return ociimage.Image{}, err
@@ -108,6 +128,9 @@ func Toolbox() (ociimage.Image, error) {
 		}
 		if _, ok := files["/usr"+p]; ok {
 			continue
+		}
+		if applet == "nc" {
+			continue // /usr/bin/nc is OpenBSD's
 		}
 		links[p] = "busybox"
 	}

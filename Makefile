@@ -4,7 +4,7 @@
 # Both run as root on Debian (apt-get installs the packages the labs and tests use).
 
 GO      ?= go
-DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark runc busybox-static util-linux
+DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark runc busybox-static util-linux netcat-openbsd
 BIN     := bin/podnet
 
 .PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin kube-bin-test conformance
@@ -34,8 +34,9 @@ TEST_USER ?= podnettest
 test: deps kube-bin-test unit e2e
 
 # The components the end-to-end suite's Kubernetes-mode tests run: a control plane on loopback,
-# and the nodes of TestCluster's `podnet cluster` (kubelet, containerd, the CNI loopback plugin).
-KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet containerd cni-plugins
+# the nodes of TestCluster's `podnet cluster` (kubelet, containerd, the CNI loopback plugin), and
+# the upstream suites' six smoke specs it runs there (agnhost, e2e.test, ginkgo).
+KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet containerd cni-plugins agnhost e2e.test ginkgo
 kube-bin-test:
 	GO=$(GO) hack/kube-bin.sh $(KUBE_TEST_COMPONENTS)
 

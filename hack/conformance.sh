@@ -5,7 +5,7 @@
 #
 #   netpol       the NetworkPolicy suite, [Feature:NetworkPolicy] (49 specs in v1.37.2)
 #   conformance  every [sig-network] spec labelled [Conformance] (47 in v1.37.2)
-#   smoke        a few specs of both, for CI (FOCUS overrides its list)
+#   smoke        six specs of both (hack/smoke-focus.txt), as make test runs them (FOCUS overrides)
 #
 # It builds podnet and the Kubernetes components and e2e.test (make kube-bin; cached), brings up
 # a 2-node cluster named "conformance" (podnet cluster up), runs e2e.test for each suite with its
@@ -37,7 +37,9 @@ echo "conformance: cluster up in $(($(date +%s) - start)) s"
 trap 'bin/podnet cluster down --name "$name"' EXIT
 kubeconfig=/var/lib/podnet-cluster/$name/kubeconfig
 
-smoke_focus='Networking Granular Checks: Pods should function for (intra-pod|node-pod) communication: http|Services should serve a basic endpoint from pods|DNS should provide DNS for services|Services should be able to create a functioning NodePort service|NetworkPolicy between server and client should support a .default-deny-ingress. policy \[Feature:NetworkPolicy\] \[sig-network, Feature:NetworkPolicy\]$'
+# The smoke set (six specs: pod to pod, node to pod, a Service, DNS, a NodePort, a default-deny
+# NetworkPolicy), shared with TestCluster, which runs it in make test.
+smoke_focus=$(cat hack/smoke-focus.txt)
 status=0
 summary=""
 for suite in "${suites[@]}"; do

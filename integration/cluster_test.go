@@ -200,6 +200,9 @@ func TestCluster(t *testing.T) {
 			t.Errorf("client of namespace default to web under the policy: %q (%v)", out, err)
 		}
 	})
+	t.Run("upstream smoke specs", func(t *testing.T) {
+		upstreamSmoke(t, bin, kubeconfig)
+	})
 	if out, err := podnet("down"); err != nil {
 		t.Fatalf("cluster down: %v\n%s", err, out)
 	}
@@ -228,4 +231,48 @@ func clusterHostSnapshot(t *testing.T) string {
 	cg, _ := filepath.Glob("/sys/fs/cgroup/memory/*")
 	fmt.Fprintf(&b, "cgroups: %v\n", cg)
 	return b.String()
+}
+
+// upstreamSmoke runs six specs of the upstream suites (hack/smoke-focus.txt: pod to pod, node to
+// pod, a Service, DNS, a NodePort, a default-deny NetworkPolicy) with e2e.test against the
+// cluster, three at a time. make conformance runs the whole suites.
+func upstreamSmoke(t *testing.T, bin, kubeconfig string) {
+	e2e, ginkgo := filepath.Join(bin, "e2e.test"), filepath.Join(bin, "ginkgo")
+	for _, f := range []string{e2e, ginkgo, filepath.Join(bin, "agnhost")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("skipped: %s is missing: make kube-bin builds it (make test does)", f)
+		}
+	}
+	focus, err := os.ReadFile("../hack/smoke-focus.txt")
+	if os.IsNotExist(err) {
+		focus, err = os.ReadFile(filepath.Join(os.Getenv("PODNET_REPO"), "hack/smoke-focus.txt"))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cmd := exec.Command(ginkgo, "--procs", "3", "--focus", strings.TrimSpace(string(focus)), "--no-color", "--timeout", "20m",
+		e2e, "--", "--kubeconfig", kubeconfig, "--provider", "local", "--num-nodes", "2", "--disable-log-dump", "--dump-logs-on-failure=false")
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	var result string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "Ran ") || strings.Contains(l, " Passed | ") {
+			result += strings.TrimSpace(l) + " "
+		}
+	}
+	t.Logf("upstream smoke specs in %v: %s", time.Since(start).Round(time.Second), result)
+	if err != nil || !strings.Contains(result, "Ran 6 of") || !strings.Contains(result, "SUCCESS!") {
+		var failed []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "[FAIL]") || strings.Contains(l, "[FAILED]") {
+				failed = append(failed, strings.TrimSpace(l))
+			}
+		}
+		tail := string(out)
+		if len(tail) > 6000 {
+			tail = tail[len(tail)-6000:]
+		}
+		t.Errorf("upstream smoke specs: %v: %s\n%s\n%s", err, result, strings.Join(failed, "\n"), tail)
+	}
 }

@@ -28,13 +28,13 @@ chmod 755 "$dir"/*
 # deploy/podnet.yaml, for the tests that apply its RBAC, and the real Kubernetes components
 # (make kube-bin), copied where every mode's user can read them: the checkout and the build cache
 # may be in root's home.
-mkdir -p "$dir/deploy" && cp deploy/podnet.yaml "$dir/deploy/" && chmod -R a+rX "$dir/deploy"
+mkdir -p "$dir/deploy" "$dir/hack" && cp deploy/podnet.yaml "$dir/deploy/" && cp hack/smoke-focus.txt "$dir/hack/" &&
+	chmod -R a+rX "$dir/deploy" "$dir/hack"
 kube_env=(PODNET_REPO="$dir")
 if [ -d bin/kube ] && [ -n "$(ls bin/kube 2>/dev/null)" ]; then
 	mkdir -p "$dir/kube"
 	for f in bin/kube/*; do
-		# e2e.test is make conformance's, not these tests'.
-		[ -f "$f" ] && [ "$(basename "$f")" != e2e.test ] && cp -L "$f" "$dir/kube/"
+		[ -f "$f" ] && cp -L "$f" "$dir/kube/"
 	done
 	if [ -d bin/kube/cni ]; then
 		mkdir -p "$dir/kube/cni" && cp -L bin/kube/cni/* "$dir/kube/cni/"

@@ -93,8 +93,8 @@ func fileExists(p string) bool {
 }
 
 // Toolbox is the toolbox image (without a name): /bin/busybox from Debian's busybox-static
-// with a link for every applet, and toolboxPrograms and OpenBSD's nc (Debian's netcat-openbsd)
-// with their libraries.
+// with a link for every applet but sh and nc, and toolboxPrograms, dash as /bin/sh and OpenBSD's
+// nc (Debian's netcat-openbsd) with their libraries.
 func Toolbox() (ociimage.Image, error) {
 	busybox := "/bin/busybox"
 	out, err := exec.Command(busybox, "--list").Output()
@@ -105,13 +105,15 @@ func Toolbox() (ociimage.Image, error) {
 	if _, err := os.Stat("/usr/bin/iperf3"); err == nil {
 		progs = append(progs, "/usr/bin/iperf3") // for bench/cluster.sh, where Debian's iperf3 is installed
 	}
-	progs = append(progs, "/usr/bin/nc.openbsd")
+	progs = append(progs, "/usr/bin/nc.openbsd", "/usr/bin/dash")
 	files, err := ociimage.Programs(progs...)
 	if err != nil {
 		return ociimage.Image{}, fmt.Errorf("toolbox image: %w (apt-get install curl dnsutils netcat-openbsd)", err)
 	}
-	// The suites run OpenBSD's nc (nc -v -t -w 2, nc -u), not busybox's.
+	// The suites run OpenBSD's nc (nc -v -t -w 2, nc -u), not busybox's; and under sh, which is
+	// Debian's dash: busybox's sh would run its own nc applet whatever is on PATH.
 	files["/usr/bin/nc"] = files["/usr/bin/nc.openbsd"]
+	files["/bin/sh"] = files["/usr/bin/dash"]
 	real, err := filepath.EvalSymlinks(busybox)
 	if err != nil {
 		return ociimage.Image{}, err
@@ -129,8 +131,8 @@ func Toolbox() (ociimage.Image, error) {
 		if _, ok := files["/usr"+p]; ok {
 			continue
 		}
-		if applet == "nc" {
-			continue // /usr/bin/nc is OpenBSD's
+		if applet == "nc" || applet == "sh" {
+			continue // /usr/bin/nc is OpenBSD's, /bin/sh is dash
 		}
 		links[p] = "busybox"
 	}

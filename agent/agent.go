@@ -150,8 +150,9 @@ type Agent struct {
 
 	nodeLink *attachment // the node's own interface (Options.NodeInterface); nil if none
 
-	hostPortGen atomic.Uint64 // counts changes of the attached pods' hostPorts
-	kick        chan struct{} // wakes run to bring the hostPorts up to date
+	hostPortGen     atomic.Uint64                  // counts changes of the attached pods' hostPorts
+	hostPortServers map[netip.Addr]*hostPortServer // by listening address; owned by Run's goroutine
+	kick            chan struct{}                  // wakes run to bring the hostPorts up to date
 }
 
 // New creates an agent and its node's data path, overlay, DNS and listeners. Start starts it;
@@ -230,6 +231,8 @@ func New(opts Options) (*Agent, error) {
 		attaching: make(map[string]bool),
 		proxy:     px,
 		kick:      make(chan struct{}, 1),
+
+		hostPortServers: make(map[netip.Addr]*hostPortServer),
 	}
 	a.nodePorts = proxy.NewNodePorts(proxy.NodePortOptions{
 		Address: opts.NodeAddress,
@@ -330,6 +333,7 @@ func (a *Agent) shutdown() {
 	if err := a.nodePorts.Close(); err != nil {
 		a.log.Warn("close NodePorts", "err", err)
 	}
+	a.closeHostPorts()
 	if a.ingress != nil {
 		if err := a.ingress.Close(); err != nil {
 			a.log.Warn("close Ingress controller", "err", err)

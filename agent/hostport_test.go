@@ -43,7 +43,7 @@ func listenIn(t *testing.T, sb *sandbox.Sandbox, port int) net.Listener {
 	return r.ln
 }
 
-// TestHostPort: a pod's portMappings are served on the node's address while it is attached, with
+// TestHostPort: a pod's portMappings are served at their hostIP while it is attached, with
 // the client's address kept (a loopback client shows as the gateway, which the pod's kernel
 // accepts); bad mappings are refused at attach, naming the entry.
 func TestHostPort(t *testing.T) {
@@ -77,7 +77,9 @@ func TestHostPort(t *testing.T) {
 		want string
 	}{
 		{attach.PortMapping{HostPort: 1, ContainerPort: 2, Protocol: "sctp"}, `portMappings[0]: protocol "sctp"`},
-		{attach.PortMapping{HostPort: 1, ContainerPort: 2, HostIP: "192.0.2.1"}, `portMappings[0]: hostIP "192.0.2.1"`},
+		{attach.PortMapping{HostPort: 1, ContainerPort: 2, HostIP: "192.0.2.1"}, `portMappings[0]: hostIP "192.0.2.1" is not an address of node node-a`},
+		{attach.PortMapping{HostPort: 1, ContainerPort: 2, HostIP: "x"}, `portMappings[0]: hostIP "x": want an IPv4 address`},
+		{attach.PortMapping{HostPort: 0, ContainerPort: 2}, `portMappings[0]: hostPort 0`},
 	} {
 		_, err := a.Attach(ctx, attach.Request{ID: "bad", NetNS: sb.Path(), PortMappings: []attach.PortMapping{bad.m}})
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
@@ -85,7 +87,7 @@ func TestHostPort(t *testing.T) {
 		}
 	}
 	res, err := a.Attach(ctx, attach.Request{ID: "pod-1", Namespace: "web", Name: "web-1", NetNS: sb.Path(),
-		PortMappings: []attach.PortMapping{{HostPort: uint16(hostPort), ContainerPort: 8080, Protocol: "tcp"}}})
+		PortMappings: []attach.PortMapping{{HostPort: uint16(hostPort), ContainerPort: 8080, Protocol: "tcp", HostIP: "127.77.0.4"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

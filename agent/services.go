@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -52,7 +53,7 @@ func (a *Agent) syncServices() {
 	}
 	st.svcs, st.slices, st.hostPortGen = svcs, slices, gen
 	start := time.Now()
-	table := append(proxyServices(svcs, slices, a.opts.NodeName), a.hostPortServices()...)
+	table := proxyServices(svcs, slices, a.opts.NodeName)
 	removed := a.proxy.Update(table)
 	if n := a.stack.FlushUDPBackends(removed); n > 0 {
 		a.log.Debug("flushed UDP flows of removed endpoints", "flows", n)
@@ -60,6 +61,9 @@ func (a *Agent) syncServices() {
 	a.nodePorts.FlushUDP(removed)
 	err := a.nodePorts.Sync(table)
 	a.metrics.serviceSync.Observe(time.Since(start).Seconds())
+	if herr := a.syncHostPorts(); herr != nil {
+		err = errors.Join(err, herr)
+	}
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -67,7 +71,7 @@ func (a *Agent) syncServices() {
 	if msg != st.nodeErr {
 		st.nodeErr = msg
 		if err != nil {
-			a.log.Warn("some Service ports cannot be served on the node's address", "address", a.opts.NodeAddress, "err", err)
+			a.log.Warn("some Service ports or hostPorts cannot be served", "address", a.opts.NodeAddress, "err", err)
 		}
 	}
 }

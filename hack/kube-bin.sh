@@ -47,7 +47,7 @@ elapsed() { echo "kube-bin: $1 built in $(($(date +%s) - $2)) s"; }
 # build_kube NAME: one component of k8s.io/kubernetes into $cache/kubernetes-$KUBE_VERSION/bin.
 build_kube() {
 	local name=$1 dir=$cache/kubernetes-$KUBE_VERSION
-	[ -x "$dir/bin/$name" ] && return
+	[ -x "$dir/bin/$name" ] && { [ "$name" != agnhost ] || [ -f "$dir/bin/agnhost-localhost.key" ]; } && return
 	mkdir -p "$dir/src" "$dir/bin"
 	if [ ! -f "$dir/src/go.sum" ]; then
 		echo "kube-bin: preparing a module for k8s.io/kubernetes $KUBE_VERSION"
@@ -86,7 +86,15 @@ build_kube() {
 	local start
 	start=$(date +%s)
 	case $name in
-	agnhost) (cd "$dir/src" && "$GO" build -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/test/images/agnhost") ;;
+	agnhost)
+		(cd "$dir/src" && "$GO" build -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/test/images/agnhost")
+		# The image's test certificate for agnhost porter's TLS ports (its Dockerfile adds them).
+		local src
+		src=$(cd "$dir/src" && "$GO" list -m -f '{{.Dir}}' k8s.io/kubernetes)/test/images/agnhost/porter
+		cp "$src/localhost.crt" "$dir/bin/agnhost-localhost.crt"
+		cp "$src/localhost.key" "$dir/bin/agnhost-localhost.key"
+		chmod 644 "$dir/bin/agnhost-localhost.crt" "$dir/bin/agnhost-localhost.key"
+		;;
 	e2e.test) (cd "$dir/src" && "$GO" test -c -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/test/e2e") ;;
 	ginkgo) (cd "$dir/src" && "$GO" build -trimpath -o "$dir/bin/$name.tmp" "github.com/onsi/ginkgo/v2/ginkgo") ;;
 	*) (cd "$dir/src" && "$GO" build -trimpath -ldflags="$ldflags" -o "$dir/bin/$name.tmp" "k8s.io/kubernetes/cmd/$name") ;;
@@ -188,6 +196,11 @@ for c in "${wanted[@]}"; do
 	*)
 		build_kube "$c"
 		ln -sf "$cache/kubernetes-$KUBE_VERSION/bin/$c" "$top/bin/kube/$c"
+		if [ "$c" = agnhost ]; then
+			for f in agnhost-localhost.crt agnhost-localhost.key; do
+				ln -sf "$cache/kubernetes-$KUBE_VERSION/bin/$f" "$top/bin/kube/$f"
+			done
+		fi
 		;;
 	esac
 done

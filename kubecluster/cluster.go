@@ -20,7 +20,7 @@ import (
 
 // Addresses of a cluster's underlay, inside its own namespaces.
 const (
-	bridgeAddr  = "10.250.0.1" // the control plane
+	bridgeAddr  = "10.250.0.1" // the bridge, in the cluster's own namespace
 	underlayLen = 24
 	apiPort     = 6443
 )
@@ -92,6 +92,12 @@ type Process struct {
 }
 
 func (st *State) path() string { return filepath.Join(st.Dir, "state.json") }
+
+// The control plane runs in the first node's network namespace, as on a kubeadm control-plane
+// node that is also a worker: the API server reaches pods (its proxy, webhooks) through that
+// node's podnet0, as a real control-plane node running podnet does.
+func (st *State) controlNetNS() string { return st.Nodes[0].NetNS }
+func (st *State) controlAddr() string  { return st.Nodes[0].Address }
 
 func (st *State) save() error {
 	b, err := json.MarshalIndent(st, "", "  ")
@@ -481,7 +487,7 @@ func (u *up) bin(name string) string { return filepath.Join(u.opts.KubeBin, name
 
 // kubectl runs kubectl in the cluster's namespace with the internal kubeconfig.
 func (u *up) kubectl(ctx context.Context, stdin io.Reader, args ...string) (string, error) {
-	cmd := nsCommand(u.st.NetNS, "", u.bin("kubectl"), append([]string{"--kubeconfig", u.st.internalKubeconfig()}, args...)...)
+	cmd := nsCommand(u.st.controlNetNS(), "", u.bin("kubectl"), append([]string{"--kubeconfig", u.st.internalKubeconfig()}, args...)...)
 	cmd.Stdin = stdin
 	out, err := cmd.CombinedOutput()
 	if err != nil {

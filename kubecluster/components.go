@@ -26,7 +26,7 @@ const (
 )
 
 // controlPlane starts etcd, kube-apiserver, kube-controller-manager and kube-scheduler in the
-// cluster's namespace, the API server on the bridge's address, and the forwarder from the host.
+// first node's namespace, the API server on its address, and the forwarder from the host.
 func (u *up) controlPlane(ctx context.Context) error {
 	pki := filepath.Join(u.st.Dir, "pki")
 	if err := os.MkdirAll(pki, 0o700); err != nil {
@@ -41,12 +41,12 @@ func (u *up) controlPlane(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(pki, "tokens.csv"), []byte(u.st.Token+",admin,admin-uid,\"system:masters\"\n"), 0o600); err != nil {
 		return err
 	}
-	server := fmt.Sprintf("https://%s:%d", bridgeAddr, apiPort)
+	server := fmt.Sprintf("https://%s:%d", u.st.controlAddr(), apiPort)
 	if err := writeKubeconfig(u.st.internalKubeconfig(), u.st.Name, server, u.st.Token); err != nil {
 		return err
 	}
 	etcd := "http://127.0.0.1:2379"
-	if err := u.start("etcd", u.st.NetNS, "", u.bin("etcd"),
+	if err := u.start("etcd", u.st.controlNetNS(), "", u.bin("etcd"),
 		"--data-dir", filepath.Join(u.st.Dir, "etcd"), "--unsafe-no-fsync",
 		"--listen-client-urls", etcd, "--advertise-client-urls", etcd,
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
@@ -54,9 +54,9 @@ func (u *up) controlPlane(ctx context.Context) error {
 		return err
 	}
 	certs := filepath.Join(u.st.Dir, "apiserver-certs")
-	if err := u.start("kube-apiserver", u.st.NetNS, "", u.bin("kube-apiserver"),
+	if err := u.start("kube-apiserver", u.st.controlNetNS(), "", u.bin("kube-apiserver"),
 		"--etcd-servers", etcd,
-		"--bind-address", bridgeAddr, "--advertise-address", bridgeAddr, "--secure-port", strconv.Itoa(apiPort),
+		"--bind-address", u.st.controlAddr(), "--advertise-address", u.st.controlAddr(), "--secure-port", strconv.Itoa(apiPort),
 		"--cert-dir", certs, "--token-auth-file", filepath.Join(pki, "tokens.csv"), "--authorization-mode", "Node,RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", filepath.Join(pki, "sa.pub"),
@@ -71,7 +71,7 @@ func (u *up) controlPlane(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("%w\n%s", err, tail(u.st.logPath("kube-apiserver")))
 	}
-	if err := u.start("kube-controller-manager", u.st.NetNS, "", u.bin("kube-controller-manager"),
+	if err := u.start("kube-controller-manager", u.st.controlNetNS(), "", u.bin("kube-controller-manager"),
 		"--kubeconfig", u.st.internalKubeconfig(), "--bind-address", "127.0.0.1",
 		"--allocate-node-cidrs", "--cluster-cidr", clusterCIDR, "--node-cidr-mask-size", "24",
 		"--service-cluster-ip-range", serviceCIDR,
@@ -80,7 +80,7 @@ func (u *up) controlPlane(ctx context.Context) error {
 		"--use-service-account-credentials=false", "--leader-elect=false"); err != nil {
 		return err
 	}
-	if err := u.start("kube-scheduler", u.st.NetNS, "", u.bin("kube-scheduler"),
+	if err := u.start("kube-scheduler", u.st.controlNetNS(), "", u.bin("kube-scheduler"),
 		"--kubeconfig", u.st.internalKubeconfig(), "--bind-address", "127.0.0.1", "--leader-elect=false"); err != nil {
 		return err
 	}
@@ -96,8 +96,8 @@ func (u *up) controlPlane(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := u.start("proxy", "", "", exe, "cluster", "proxy", "--netns", u.st.NetNS,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--to", fmt.Sprintf("%s:%d", bridgeAddr, apiPort)); err != nil {
+	if err := u.start("proxy", "", "", exe, "cluster", "proxy", "--netns", u.st.controlNetNS(),
+		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--to", fmt.Sprintf("%s:%d", u.st.controlAddr(), apiPort)); err != nil {
 		return err
 	}
 	if err := writeKubeconfig(u.st.Kubeconfig(), u.st.Name, fmt.Sprintf("https://127.0.0.1:%d", port), u.st.Token); err != nil {
@@ -280,7 +280,7 @@ apiVersion: v1
 kind: ConfigMap
 metadata: {name: podnet-config, namespace: podnet-system}
 data: {KUBERNETES_SERVICE_HOST: %q, KUBERNETES_SERVICE_PORT: "%d"}
-`, bridgeAddr, apiPort)
+`, u.st.controlAddr(), apiPort)
 	_, err := u.kubectl(ctx, &b, "apply", "-f", "-")
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/podnet/podnet/internal/ociimage"
@@ -74,6 +75,14 @@ func (u *up) images(context.Context) error {
 		img := withName(toolbox, AgnhostImage)
 		img.Files = maps.Clone(toolbox.Files)
 		img.Files["/agnhost"] = agnhost
+		// agnhost porter's TLS ports serve the upstream test certificate from the working
+		// directory, as agnhost's own image has it; netexec uploads into /uploads.
+		for _, f := range []string{"localhost.crt", "localhost.key"} {
+			if p := u.bin("agnhost-" + f); fileExists(p) {
+				img.Files["/"+f] = p
+			}
+		}
+		img.Dirs = append(slices.Clone(img.Dirs), "/uploads")
 		img.Entrypoint = []string{"/agnhost"}
 		images = append(images, img)
 	} else {

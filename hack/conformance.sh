@@ -40,6 +40,8 @@ kubeconfig=/var/lib/podnet-cluster/$name/kubeconfig
 # The smoke set (six specs: pod to pod, node to pod, a Service, DNS, a NodePort, a default-deny
 # NetworkPolicy), shared with TestCluster, which runs it in make test.
 smoke_focus=$(cat hack/smoke-focus.txt)
+# Disruptive specs (which restart nodes or components) are not run.
+skip='\[Disruptive\]'
 status=0
 summary=""
 for suite in "${suites[@]}"; do
@@ -54,17 +56,22 @@ for suite in "${suites[@]}"; do
 	t0=$(date +%s)
 	set +e
 	# ginkgo runs e2e.test's specs in $PROCS processes at once ([Serial] ones alone, at the end).
-	bin/kube/ginkgo --procs "${PROCS:-3}" --focus "$focus" --skip '\[Disruptive\]|\[Serial\].*\[Slow\]' \
+	bin/kube/ginkgo --procs "${PROCS:-3}" --focus "$focus" --skip "$skip" \
 		--no-color --timeout 4h --output-dir "$out/$suite" --junit-report junit.xml \
 		bin/kube/e2e.test -- --kubeconfig "$kubeconfig" --provider local --num-nodes 2 \
 		--report-dir "$out/$suite" --disable-log-dump --dump-logs-on-failure=false >"$out/$suite.log" 2>&1
 	rc=$?
 	set -e
 	secs=$(($(date +%s) - t0))
-	line=$(grep -E '^(Ran [0-9]+ of|(SUCCESS|FAIL)! -- )' "$out/$suite.log" | tr '\n' ' ')
-	counts=$(echo "$line" | sed -n 's/.*-- \([0-9]*\) Passed | \([0-9]*\) Failed | \([0-9]*\) Pending | \([0-9]*\) Skipped.*/\1 passed, \2 failed, \3 pending/p')
+	line=$(grep -aE '^(Ran [0-9]+ of|(SUCCESS|FAIL)! -- )' "$out/$suite.log" | tr '\n' ' ')
+	# Skipped: specs of the suite that did not run (skipped at run time, for a feature this
+	# cluster lacks), as the suite's size in a dry run less those that ran.
+	total=$(bin/kube/e2e.test --ginkgo.dry-run --ginkgo.no-color --ginkgo.focus "$focus" --ginkgo.skip "$skip" 2>&1 | sed -n 's/^Ran \([0-9]*\) of.*/\1/p')
+	ran=$(echo "$line" | sed -n 's/.*Ran \([0-9]*\) of.*/\1/p')
+	counts=$(echo "$line" | sed -n 's/.*-- \([0-9]*\) Passed | \([0-9]*\) Failed | .*/\1 passed, \2 failed/p')
+	[ -z "$counts" ] || counts="$counts, $((${total:-0} - ${ran:-0})) skipped of $total"
 	summary+="$suite: ${counts:-no result ($line)} in ${secs} s (JUnit: $out/$suite)"$'\n'
-	grep -E '^\s*\[FAIL\] ' "$out/$suite.log" | sort -u | sed 's/^/  /' >>"$out/failed-$suite.txt" || true
+	grep -aE '^\s*\[FAIL\] ' "$out/$suite.log" | sort -u | sed 's/^/  /' >>"$out/failed-$suite.txt" || true
 	[ $rc -eq 0 ] || status=1
 done
 echo

@@ -84,6 +84,7 @@ func (u *up) images(context.Context) error {
 		}
 		img.Dirs = append(slices.Clone(img.Dirs), "/uploads")
 		img.Entrypoint = []string{"/agnhost"}
+		img.Cmd = []string{"pause"} // as agnhost's own image: a pod without args just waits
 		images = append(images, img)
 	} else {
 		u.log.Warn("no agnhost in " + u.opts.KubeBin + " (make kube-bin builds it): the upstream suites cannot run on this cluster")

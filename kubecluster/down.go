@@ -62,8 +62,8 @@ func Down(st *State) error {
 		})
 		slices.Reverse(dirs)
 		for _, d := range dirs {
-			if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
+			if err := removeCgroup(d); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -79,6 +79,23 @@ func Down(st *State) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeCgroup removes an empty cgroup directory. A killed container whose parent died lingers
+// in its cgroup as a zombie until init reaps it, which on a host whose PID 1 is no real init
+// takes a while: a busy cgroup is tried again for up to 30 s.
+func removeCgroup(d string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := os.Remove(d)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", d, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // stop ends procs: SIGTERM to each still running, then SIGKILL after 10 s.

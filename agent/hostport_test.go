@@ -6,41 +6,29 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podnet/podnet/agent/agenttest"
 	"github.com/podnet/podnet/attach"
+	"github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/sandbox"
-	"golang.org/x/sys/unix"
 )
 
 // listenIn opens a TCP listener on port in the network namespace of sb: the socket stays in that
 // namespace whatever thread uses it later.
 func listenIn(t *testing.T, sb *sandbox.Sandbox, port int) net.Listener {
 	t.Helper()
-	type res struct {
-		ln  net.Listener
-		err error
+	var ln net.Listener
+	if err := netns.Do(sb.NetNS(), func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Setns(sb.NetNS(), unix.CLONE_NEWNET); err != nil {
-			done <- res{nil, err}
-			return
-		}
-		ln, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		done <- res{ln, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { r.ln.Close() })
-	return r.ln
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 // TestHostPort: a pod's portMappings are served at their hostIP while it is attached, with

@@ -10,14 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/podnet/podnet/internal/controlplane"
-	"golang.org/x/sys/unix"
+	"github.com/podnet/podnet/internal/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -467,29 +466,18 @@ func forwardInto(t *testing.T, ns, listen, target string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	type res struct {
-		ln  net.Listener
-		err error
-	}
-	done := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- res{nil, err}
-			return
-		}
-		ln, err := net.Listen("tcp4", listen)
-		done <- res{ln, err}
-	}()
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("listen on %s in %s: %v", listen, ns, r.err)
+	var ln net.Listener
+	if err := netns.Do(int(f.Fd()), func() (err error) {
+		ln, err = net.Listen("tcp4", listen)
+		return err
+	}); err != nil {
+		t.Fatalf("listen on %s in %s: %v", listen, ns, err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { r.ln.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
 		for {
-			c, err := r.ln.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}

@@ -6,10 +6,9 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/podnet/podnet/internal/netns"
 )
 
 // Proxy forwards every TCP connection accepted on listen (in the caller's network namespace) to
@@ -59,21 +58,10 @@ func Proxy(ctx context.Context, netns, listen, to string) error {
 }
 
 // dialIn connects to addr from inside the network namespace ns.
-func dialIn(ns int, addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-			done <- res{nil, err}
-			return
-		}
-		c, err := net.Dial("tcp", addr)
-		done <- res{c, err}
-	}()
-	r := <-done
-	return r.c, r.err
+func dialIn(ns int, addr string) (c net.Conn, err error) {
+	err = netns.Do(ns, func() error {
+		c, err = net.Dial("tcp", addr)
+		return err
+	})
+	return c, err
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// goroutines at once. Zero means DefaultQueues(); 1 gives a single-queue TAP. Where the kernel
 	// refuses a multi-queue TAP, the interface gets one queue: Attach returns how many it has.
 	Queues int
+	// Persist makes the interface persistent (tap.Device.SetPersist): it outlives the agent's
+	// descriptors, so a pod keeps its interface, address and routes while its agent restarts,
+	// and Adopt takes it back. Release removes it.
+	Persist bool
 }
 
 // MaxDefaultQueues bounds DefaultQueues.
@@ -161,7 +165,91 @@ func attachIn(ns int, cfg Config) (devs []*tap.Device, err error) {
 			devs = nil
 		}
 	}()
-	return devs, configure(h, cfg)
+	if err := configure(h, cfg); err != nil {
+		return devs, err
+	}
+	if cfg.Persist {
+		if err := devs[0].SetPersist(true); err != nil {
+			return devs, err
+		}
+	}
+	return devs, nil
+}
+
+// Adopt attaches to a persistent interface that Attach made in the namespace netns (a path, as
+// for Attach) for an agent that is gone: it checks that cfg.Name is a TAP holding cfg.IP and
+// opens cfg.Queues queues of it (the number Attach returned; zero means 1). The interface keeps
+// its addresses, routes, MAC and MTU; nothing is reconfigured. A namespace or interface that no
+// longer exists is an error wrapping os.ErrNotExist: the pod went while no agent held it.
+func Adopt(netns string, cfg Config) ([]*tap.Device, error) {
+	if cfg.Name == "" {
+		cfg.Name = "eth0"
+	}
+	if cfg.Queues <= 0 {
+		cfg.Queues = 1
+	}
+	var devs []*tap.Device
+	enter := func(fn func() error) error {
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+			done <- fn()
+		}()
+		return <-done
+	}
+	ns := -1
+	if netns != "" {
+		var err error
+		if ns, err = unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("podlink: adopt %s: open network namespace %s: %w", cfg.Name, netns, err)
+		}
+		defer unix.Close(ns)
+	} else {
+		netns = "the agent's own network namespace"
+	}
+	err := enter(func() error {
+		if ns >= 0 {
+			if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("enter network namespace: %w", err)
+			}
+		}
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		defer h.Close()
+		link, err := h.LinkByName(cfg.Name)
+		if err != nil {
+			return fmt.Errorf("no such interface (%v): %w", err, os.ErrNotExist)
+		}
+		if _, ok := link.(*netlink.Tuntap); !ok {
+			return fmt.Errorf("a %s interface, not a TAP", link.Type())
+		}
+		if err := hasAddr(h, link, cfg.IP); err != nil {
+			return err
+		}
+		if devs, err = tap.OpenQueues(cfg.Name, cfg.Queues); err != nil {
+			return fmt.Errorf("open TAP: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("podlink: adopt %s in %s: %w", cfg.Name, netns, err)
+	}
+	return devs, nil
+}
+
+// Release removes the interface whose queues are devs: it clears persistence and closes every
+// queue.
+func Release(devs []*tap.Device) error {
+	var err error
+	if len(devs) > 0 {
+		err = devs[0].SetPersist(false)
+	}
+	for _, d := range devs {
+		d.Close()
+	}
+	return err
 }
 
 // configure sets up lo and the pod's interface in the calling thread's network namespace.
@@ -258,14 +346,19 @@ func checkIn(ns int, cfg Config) error {
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		return errors.New("the interface is down")
 	}
+	return hasAddr(h, link, cfg.IP)
+}
+
+// hasAddr reports whether link has the IPv4 address ip.
+func hasAddr(h *netlink.Handle, link netlink.Link, ip netip.Addr) error {
 	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == cfg.IP {
+		if a2, ok := netip.AddrFromSlice(a.IP); ok && a2.Unmap() == ip {
 			return nil
 		}
 	}
-	return fmt.Errorf("the interface has no address %v", cfg.IP)
+	return fmt.Errorf("the interface has no address %v", ip)
 }

@@ -64,6 +64,42 @@ func attachWithoutNetfilter() int {
 		fmt.Fprintf(os.Stderr, "a second eth0: %v, want os.ErrExist\n", err)
 		return 1
 	}
+	// A persistent interface outlives its descriptors and is adopted again with its address;
+	// Release removes it.
+	pcfg := Config{IP: netip.MustParseAddr("10.244.0.4"), Gateway: netip.MustParseAddr("10.244.0.1"), Queues: 1, Persist: true}
+	sb2, err := sandbox.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer sb2.Close()
+	pdevs, err := Attach(sb2.Path(), pcfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	pdevs[0].Close()
+	if err := Check(sb2.Path(), pcfg); err != nil {
+		fmt.Fprintf(os.Stderr, "a persistent interface after its descriptor closed: %v\n", err)
+		return 1
+	}
+	if _, err := Adopt(sb2.Path(), Config{IP: netip.MustParseAddr("10.244.0.9"), Queues: 1}); err == nil {
+		fmt.Fprintln(os.Stderr, "Adopt with the wrong address succeeded")
+		return 1
+	}
+	pdevs, err = Adopt(sb2.Path(), pcfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := Release(pdevs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := Adopt(sb2.Path(), pcfg); !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(os.Stderr, "Adopt after Release: %v, want os.ErrNotExist\n", err)
+		return 1
+	}
 	// The node's own interface, in this process's namespace (a new one: the parent started it
 	// in one): routes for the given prefixes only, with the node's address as their source.
 	node, err := Attach("", Config{

@@ -37,7 +37,9 @@ type Device struct {
 // Open sets little-endian virtio_net_hdr of VirtioNetHdrLen bytes and enables
 // the offloads TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6, plus TUN_F_USO4|TUN_F_USO6
 // where the kernel supports them. It does not set MTU, MAC address or link
-// state. The device exists as long as it is open (it is not persistent).
+// state. The device exists as long as it is open, unless it was made
+// persistent (SetPersist); Open of the name of an existing persistent device
+// attaches to it.
 //
 // The descriptor is non-blocking and served by the Go runtime's poller, so
 // Close unblocks a pending ReadFrame.
@@ -170,9 +172,38 @@ func (d *Device) WriteFrame(b []byte) error {
 	return err
 }
 
+// SetPersist makes the interface persistent (TUNSETPERSIST) or not. A
+// persistent interface outlives its descriptors: when the process holding
+// them exits, even by SIGKILL, the interface stays in its namespace with its
+// addresses and routes (without carrier; what the pod sends meanwhile is
+// dropped), and Open or OpenQueues of its name attaches to it again. The node
+// agent keeps pods' interfaces persistent so that a restarted agent takes
+// them back. Clear it before closing the last descriptor to remove the
+// interface.
+func (d *Device) SetPersist(on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	rc, err := d.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v)
+	}); err != nil {
+		return err
+	}
+	if ierr != nil {
+		return fmt.Errorf("TUNSETPERSIST %s: %w", d.name, ierr)
+	}
+	return nil
+}
+
 // Close closes the device, which removes the interface (for a queue of a
-// multi-queue device: once every queue is closed), and unblocks a pending
-// ReadFrame.
+// multi-queue device: once every queue is closed) unless it is persistent
+// (SetPersist), and unblocks a pending ReadFrame.
 func (d *Device) Close() error {
 	return d.f.Close()
 }

@@ -373,3 +373,78 @@ func TestOpenQueuesRejects(t *testing.T) {
 		t.Error("OpenQueues accepted a 23-byte name")
 	}
 }
+
+// ifAddr returns the IPv4 address of ifname, or an error if it has none or does not exist.
+func ifAddr(ifname string) ([4]byte, error) {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return [4]byte{}, err
+	}
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(ifname)
+	if err != nil {
+		return [4]byte{}, err
+	}
+	if err := unix.IoctlIfreq(s, unix.SIOCGIFADDR, ifr); err != nil {
+		return [4]byte{}, err
+	}
+	a, err := ifr.Inet4Addr()
+	if err != nil {
+		return [4]byte{}, err
+	}
+	return [4]byte(a), nil
+}
+
+// TestPersist: a persistent TAP outlives its descriptor with its address, Open attaches to it
+// again and carries frames, and clearing persistence before the last Close removes it.
+func TestPersist(t *testing.T) {
+	inNewNetns(t, func() error {
+		d, err := Open("ptap0")
+		if err != nil {
+			return err
+		}
+		if err := configure("ptap0", [4]byte{10, 9, 0, 2}); err != nil {
+			d.Close()
+			return err
+		}
+		if err := d.SetPersist(true); err != nil {
+			d.Close()
+			return err
+		}
+		d.Close()
+		if a, err := ifAddr("ptap0"); err != nil || a != [4]byte{10, 9, 0, 2} {
+			return fmt.Errorf("after closing a persistent TAP: address %v, %v; want 10.9.0.2", a, err)
+		}
+		d, err = Open("ptap0")
+		if err != nil {
+			return fmt.Errorf("attach to the persistent TAP again: %w", err)
+		}
+		// The kernel sends its frames to the reattached descriptor: a datagram to the /24 asks
+		// for the neighbour's address (ARP) on ptap0.
+		u, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			d.Close()
+			return err
+		}
+		defer unix.Close(u)
+		if err := unix.Sendto(u, []byte("x"), 0, &unix.SockaddrInet4{Port: 9, Addr: [4]byte{10, 9, 0, 7}}); err != nil {
+			d.Close()
+			return err
+		}
+		if _, err := readUntil(d, func(_ VirtioNetHdr, eth []byte) bool {
+			return len(eth) >= 14 && eth[12] == 0x08 && eth[13] == 0x06
+		}); err != nil {
+			d.Close()
+			return fmt.Errorf("read from the reattached TAP: %w", err)
+		}
+		if err := d.SetPersist(false); err != nil {
+			d.Close()
+			return err
+		}
+		d.Close()
+		if _, err := ifAddr("ptap0"); !errors.Is(err, unix.ENODEV) {
+			return fmt.Errorf("after clearing persistence and closing: %v, want ENODEV (the interface gone)", err)
+		}
+		return nil
+	})
+}

@@ -291,6 +291,37 @@ func (o *Overlay) SetPeers(peers []Peer) error {
 	return nil
 }
 
+// Handshake starts a handshake with every peer now, rather than when there is something to
+// send. An agent that restarted calls it once it has its peers: its old sessions are gone, and
+// a node that only receives (a download) would otherwise sit until the sending peer gives up on
+// the old session, 15 s or more. wireguard-go sends a keepalive, which needs a session, when a
+// peer's persistent keepalive is switched on; it is switched off again at once.
+func (o *Overlay) Handshake() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return fmt.Errorf("handshake: %w", net.ErrClosed)
+	}
+	var on, off strings.Builder
+	for k, p := range o.peers {
+		if !p.ok {
+			continue
+		}
+		fmt.Fprintf(&on, "public_key=%s\npersistent_keepalive_interval=%d\n", k.hex(), 25)
+		fmt.Fprintf(&off, "public_key=%s\npersistent_keepalive_interval=0\n", k.hex())
+	}
+	if on.Len() == 0 {
+		return nil
+	}
+	if err := o.dev.IpcSet(on.String()); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if err := o.dev.IpcSet(off.String()); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	return nil
+}
+
 func (o *Overlay) checkPeer(p Peer) error {
 	if p.PublicKey.IsZero() {
 		return errors.New("no public key")

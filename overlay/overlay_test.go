@@ -48,6 +48,13 @@ func newNode(t *testing.T, i int, bind conn.Bind) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newNodeWithKey(t, i, bind, key)
+}
+
+// newNodeWithKey is newNode with the private key given: a node that restarts keeps its key.
+func newNodeWithKey(t *testing.T, i int, bind conn.Bind, key overlay.Key) *node {
+	t.Helper()
+	var err error
 	n := &node{
 		key:  key,
 		addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 57, byte(i)}), 51820),
@@ -478,5 +485,47 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := overlay.LoadOrCreateKey(filepath.Join(dir, "missing", "node.key")); err == nil {
 		t.Error("a key in a missing directory was created")
+	}
+}
+
+// TestRestartedNodeHandshakes: a node's overlay restarts with its key while its peer keeps the
+// session it had with the old one. The peer's packets to it are dropped (the new overlay does
+// not know that session) until a handshake; the restarted node starts one at once with
+// Handshake, so the peer's packets arrive again within a second or two, though the peer sends
+// nothing but them (a download), rather than after the peer's 15 s rekey timeout.
+func TestRestartedNodeHandshakes(t *testing.T) {
+	checkNoLeaks(t)
+	network := overlaytest.NewNetwork()
+	addr := func(i byte) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 57, i}), 51820) }
+	a, b := newNode(t, 1, network.Bind(addr(1))), newNode(t, 2, network.Bind(addr(2)))
+	if err := a.SetPeers([]overlay.Peer{b.peer()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetPeers([]overlay.Peer{a.peer()}); err != nil {
+		t.Fatal(err)
+	}
+	send(t, a, b, "before")
+	send(t, b, a, "before")
+	b.Close()
+	b2 := newNodeWithKey(t, 2, network.Bind(addr(2)), b.key)
+	if err := b2.SetPeers([]overlay.Peer{a.peer()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := timeout(t, 5*time.Second)
+	for i := 0; ; i++ {
+		p := packet(a.host(10), b2.host(20), fmt.Sprintf("after %d", i))
+		if err := a.SendPackets([][]byte{p}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-b2.got:
+			return
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("the restarted node got nothing from its peer within 5 s")
+		}
 	}
 }

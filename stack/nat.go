@@ -147,6 +147,7 @@ type ctEntry struct {
 	plain   bool          // a flow admitted by the Filter, not translated
 	state   atomic.Uint32 // ctReplied, ...
 	expires atomic.Int64  // in conntrack.now units (Unix seconds)
+	slot    atomic.Int32  // 1 + its record's slot in the conntrack file; 0: none
 }
 
 // ctRef is a table slot: an entry and which of its keys this is.
@@ -175,6 +176,10 @@ type conntrack struct {
 	// flow.
 	clients [natClientSlots]atomic.Int32
 
+	// store, if set, keeps a copy of every entry in a file that outlives the process
+	// (ctstore.go).
+	store *ctStore
+
 	shards [ctShards]struct {
 		mu sync.RWMutex
 		m  map[ctKey]ctRef
@@ -202,6 +207,21 @@ func newConntrack(max int) *conntrack {
 	}
 	ct.now.Store(time.Now().Unix())
 	return ct
+}
+
+// restore puts the records of an earlier process's table (ctstore.go) back, each with its
+// timeout started afresh, and returns how many it restored.
+func (ct *conntrack) restore(recs []ctRecord) int {
+	n := 0
+	for _, r := range recs {
+		e := &ctEntry{orig: r.orig, reply: r.reply, client: r.client, plain: r.plain}
+		e.state.Store(r.state & (ctReplied | ctFinOrig | ctFinReply | ctReset))
+		ct.touch(e, timeout(e))
+		if ct.insert(e) {
+			n++
+		}
+	}
+	return n
 }
 
 func (ct *conntrack) shard(k ctKey) int {
@@ -247,12 +267,18 @@ func (ct *conntrack) insert(e *ctEntry) bool {
 		ct.count.Add(-1)
 		return false
 	}
+	if ct.store != nil && !ct.store.add(e) {
+		ct.count.Add(-1)
+		return false
+	}
 	if !ct.put(e.orig, ctRef{e: e}) {
+		ct.unstore(e)
 		ct.count.Add(-1)
 		return false
 	}
 	if !ct.put(e.reply, ctRef{e: e, reply: true}) {
 		ct.del(e.orig, e)
+		ct.unstore(e)
 		ct.count.Add(-1)
 		return false
 	}
@@ -260,6 +286,23 @@ func (ct *conntrack) insert(e *ctEntry) bool {
 		ct.clientSlot(e.client).Add(1)
 	}
 	return true
+}
+
+// unstore frees e's record, if the table has a file.
+func (ct *conntrack) unstore(e *ctEntry) {
+	if ct.store != nil {
+		ct.store.remove(e)
+	}
+}
+
+// setState adds the TCP state bits to e (and to its record).
+func (ct *conntrack) setState(e *ctEntry, bits uint32) {
+	if st := e.state.Load(); st&bits != bits {
+		e.state.Or(bits)
+		if ct.store != nil {
+			ct.store.setState(e)
+		}
+	}
 }
 
 // taken reports whether k is in the table.
@@ -298,6 +341,7 @@ func (ct *conntrack) remove(e *ctEntry) bool {
 		return false
 	}
 	ct.del(e.reply, e)
+	ct.unstore(e)
 	ct.count.Add(-1)
 	if !e.plain {
 		ct.clientSlot(e.client).Add(-1)
@@ -550,9 +594,7 @@ func (s *Stack) translate(ip []byte, ihl int, partial bool, r ctRef) bool {
 		}
 	}
 	if bits != 0 {
-		if st := e.state.Load(); st&bits != bits {
-			e.state.Or(bits)
-		}
+		s.ct.setState(e, bits)
 	}
 	s.ct.touch(e, timeout(e))
 	rewriteFlow(ip, ihl, partial, newSrc, newDst, newSport, newDport)

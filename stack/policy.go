@@ -136,7 +136,7 @@ func (s *Stack) policyCheck(ip []byte, eg, in bool) bool {
 	if r, ok := s.ct.lookup(k); ok {
 		s.ct.touch(r.e, timeout(r.e))
 		if r.reply && r.e.plain {
-			r.e.state.Or(ctReplied)
+			s.ct.setState(r.e, ctReplied)
 		}
 		return true
 	}

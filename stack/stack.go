@@ -117,6 +117,11 @@ type Options struct {
 	// MaxConntrack bounds the translated flows tracked at once; the first
 	// packets of further flows are dropped. 0 means DefaultMaxConntrack.
 	MaxConntrack int
+	// ConntrackFile, if set, is a file (best on a tmpfs, such as /run) that keeps a copy of
+	// the connection-tracking table, so that a Stack made after this process is gone, even
+	// killed, takes the tracked flows back: Service flows keep their backend, admitted UDP
+	// flows their verdict. New reads it, then keeps it up to date (ctstore.go).
+	ConntrackFile string
 }
 
 // Stack is a node's data path. Its methods are safe for concurrent use.
@@ -251,6 +256,17 @@ func New(opts Options) (*Stack, error) {
 	}
 	s.installForwarders()
 	s.ct = newConntrack(opts.MaxConntrack)
+	if opts.ConntrackFile != "" {
+		store, recs, err := openCtStore(opts.ConntrackFile, opts.MaxConntrack)
+		if err != nil {
+			s.ns.Destroy()
+			return nil, fmt.Errorf("new stack: %w", err)
+		}
+		s.ct.store = store
+		if n := s.ct.restore(recs); n > 0 || len(recs) > 0 {
+			s.log.Info("connection tracking taken back from the previous agent", "entries", n, "records", len(recs), "file", opts.ConntrackFile)
+		}
+	}
 	if opts.Services != nil {
 		s.nat = true
 		s.svcNets = opts.ServicePrefixes
@@ -742,5 +758,11 @@ func (s *Stack) Close() error {
 	close(s.sweepStop)
 	<-s.sweepDone
 	s.ns.Destroy()
+	if s.ct.store != nil {
+		// The file keeps the entries for the next Stack; the readers that wrote them are gone.
+		if err := s.ct.store.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }

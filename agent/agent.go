@@ -87,6 +87,10 @@ type Options struct {
 	Nodes  NodeWriter
 	// StateDir holds the node's files (its WireGuard key). Required.
 	StateDir string
+	// RunDir holds what lives as long as the node's pods and no longer: the records of the
+	// attached pods and the connection-tracking table, which a restarted agent takes back
+	// (restart.go). It belongs on a tmpfs (/run). Empty means StateDir.
+	RunDir string
 	// Logger receives the agent's logs. Nil means discard.
 	Logger *slog.Logger
 	// Registerer receives the agent's metrics. Nil means none are registered.
@@ -149,6 +153,7 @@ type Agent struct {
 	inflight  sync.WaitGroup         // Attach calls under way
 
 	nodeLink *attachment // the node's own interface (Options.NodeInterface); nil if none
+	recorded []podRecord // attachments of an earlier agent, reserved by New, adopted by Start
 
 	hostPortGen     atomic.Uint64                  // counts changes of the attached pods' hostPorts
 	hostPortServers map[netip.Addr]*hostPortServer // by listening address; owned by Run's goroutine
@@ -169,7 +174,15 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: node %s: %w", opts.NodeName, err)
 	}
 	px := proxy.New(proxy.Options{Logger: opts.Logger.With("component", "proxy")})
+	runDir := opts.RunDir
+	if runDir == "" {
+		runDir = opts.StateDir
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	st, err := stack.New(stack.Options{
+		ConntrackFile:   filepath.Join(runDir, "conntrack"),
 		Logger:          opts.Logger.With("component", "stack"),
 		PodCIDR:         opts.PodCIDR,
 		Gateway:         pool.Gateway(),
@@ -254,6 +267,7 @@ func New(opts Options) (*Agent, error) {
 			a.ingress = ctrl
 		}
 	}
+	a.reserveRecorded()
 	if opts.NodeInterface != "" {
 		if err := a.attachNode(); err != nil {
 			a.shutdown()
@@ -270,18 +284,37 @@ func (a *Agent) Gateway() netip.Addr { return a.pool.Gateway() }
 // Stack returns the node's data path.
 func (a *Agent) Stack() *stack.Stack { return a.stack }
 
-// Start publishes the node's WireGuard key and keeps the node's network in step with the Source
-// until Close. Call it once.
+// Start publishes the node's WireGuard key, brings the node's network up to date with the
+// Source, takes back the pods an earlier agent of the node left attached (restart.go), and then
+// keeps the network in step with the Source until Close. Call it once.
 func (a *Agent) Start() {
+	changed, unsubscribe := a.opts.Source.Subscribe()
+	a.log.Info("node agent started", "node", a.opts.NodeName, "podCIDR", a.opts.PodCIDR, "gateway", a.pool.Gateway(),
+		"wireguard", a.overlay.PublicKey().String())
+	if err := a.publishKey(); err != nil {
+		a.log.Error("publish WireGuard key", "err", err)
+	}
+	a.reconcile()
+	if n := a.adopt(); n > 0 {
+		a.hostPortsChanged()
+		if err := a.overlay.Handshake(); err != nil {
+			a.log.Warn("start WireGuard handshakes", "err", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
-	a.wg.Go(func() { a.run(ctx) })
+	a.wg.Go(func() {
+		defer unsubscribe()
+		a.run(ctx, changed)
+	})
 	a.ready.Store(true)
 }
 
-// Close stops the agent: it stops following the Source, releases every attachment left (their
-// runtime should have detached them first), closes the node's listeners, DNS, overlay and data
-// path, and returns once every goroutine the agent started has ended. Later calls do nothing.
+// Close stops the agent: it stops following the Source, closes the node's listeners, DNS,
+// overlay and data path, and returns once every goroutine the agent started has ended. Pods
+// still attached keep their interfaces, and their records and connection tracking stay in
+// RunDir, for the agent that follows (a restart); a runtime that removes its pods detaches them
+// first. Later calls do nothing.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		a.ready.Store(false)
@@ -294,15 +327,7 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-func (a *Agent) run(ctx context.Context) {
-	changed, cancel := a.opts.Source.Subscribe()
-	defer cancel()
-	a.log.Info("node agent started", "node", a.opts.NodeName, "podCIDR", a.opts.PodCIDR, "gateway", a.pool.Gateway(),
-		"wireguard", a.overlay.PublicKey().String())
-	if err := a.publishKey(); err != nil {
-		a.log.Error("publish WireGuard key", "err", err)
-	}
-	a.reconcile()
+func (a *Agent) run(ctx context.Context, changed <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -325,7 +350,7 @@ func (a *Agent) reconcile() {
 }
 
 func (a *Agent) shutdown() {
-	a.detachAll()
+	a.stopAttaching()
 	if a.nodeLink != nil {
 		a.release(a.nodeLink)
 	}

@@ -97,6 +97,7 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 		Gateway: a.pool.Gateway(),
 		MAC:     mac,
 		MTU:     a.opts.Network.MTU,
+		Persist: true, // the pod keeps it while the agent restarts
 	})
 	if err != nil {
 		a.pool.Release(owner)
@@ -108,9 +109,7 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 		ports[i] = d
 	}
 	if err := a.stack.AttachPodQueues(ip, ports); err != nil {
-		for _, d := range devs {
-			d.Close()
-		}
+		podlink.Release(devs)
 		a.pool.Release(owner)
 		return nil, fmt.Errorf("attach to node stack: %w", err)
 	}
@@ -127,7 +126,7 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 	if req.Namespace != "" {
 		search = append([]string{req.Namespace + ".svc." + domain}, search...)
 	}
-	return &attachment{
+	at := &attachment{
 		req:  req,
 		ip:   ip,
 		devs: devs,
@@ -143,7 +142,12 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 				Options:     []string{"ndots:5"},
 			},
 		},
-	}, nil
+	}
+	if err := a.writeRecord(at); err != nil {
+		a.release(at)
+		return nil, fmt.Errorf("record the attachment in %s: %w", a.podsDir(), err)
+	}
+	return at, nil
 }
 
 // Detach implements attach.Attacher. An attach of id still under way is undone when it ends.
@@ -167,29 +171,28 @@ func (a *Agent) Detach(_ context.Context, id string) error {
 
 // release takes an attachment out of the data path, removes its interface and frees its address.
 func (a *Agent) release(at *attachment) {
+	// Not persistent any more, so the interface goes when the stack closes its queues.
+	if err := at.devs[0].SetPersist(false); err != nil {
+		a.log.Warn("remove pod interface", "id", at.req.ID, "pod", at.req.Namespace+"/"+at.req.Name, "err", err)
+	}
 	if err := a.stack.DetachPod(at.ip); err != nil {
 		a.log.Warn("detach pod from the node stack", "id", at.req.ID, "pod", at.req.Namespace+"/"+at.req.Name, "err", err)
 	}
 	for _, d := range at.devs {
 		d.Close()
 	}
+	a.removeRecord(at.req.ID)
 	a.pool.Release(at.req.ID)
 }
 
-// detachAll refuses new attachments, waits for those under way, and releases every one, at
-// shutdown.
-func (a *Agent) detachAll() {
+// stopAttaching refuses new attachments and waits for those under way, at shutdown. The
+// attached pods keep their interfaces and records for the next agent (restart.go); the stack
+// closes the descriptors.
+func (a *Agent) stopAttaching() {
 	a.amu.Lock()
 	a.closed = true
 	a.amu.Unlock()
 	a.inflight.Wait()
-	a.amu.Lock()
-	all := a.attached
-	a.attached = make(map[string]*attachment)
-	a.amu.Unlock()
-	for _, at := range all {
-		a.release(at)
-	}
 }
 
 // Check implements attach.Attacher.

@@ -23,7 +23,7 @@ func newLabCommand(g *globals) *cobra.Command {
 		Use:   "lab",
 		Short: "Start, stop and inspect a local lab",
 	}
-	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabRotateKeyCommand(g), newLabDaemonCommand(g))
+	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabRotateKeyCommand(g), newLabRestartAgentCommand(g), newLabDaemonCommand(g))
 	return cmd
 }
 
@@ -172,6 +172,27 @@ func newLabRotateKeyCommand(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "node/%s: new WireGuard public key %s\n", args[0], pub)
+			return nil
+		},
+	}
+}
+
+func newLabRestartAgentCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restart-agent NODE",
+		Short: "Restart a node's agent while its pods run on; their connections continue",
+		Long: `Restart a node's agent while its pods run on, as a DaemonSet rollout restarts podnet on a
+real node: the agent is stopped as if killed and a new one takes the pods back. Pods keep their
+interfaces and addresses, and established connections (pod to pod, through a ClusterIP, across
+nodes) continue after a short stall; connections that end in the agent (NodePort, Ingress, the
+node's DNS over TCP, egress to outside) are cut.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gap, err := g.client().RestartAgent(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "node/%s: agent restarted (%s without an agent)\n", args[0], gap)
 			return nil
 		},
 	}

@@ -31,7 +31,8 @@ func init() {
 	}
 }
 
-// tcpSink accepts one connection, reads it to the end and prints the byte count and SHA-256.
+// tcpSink accepts one connection, reads it to the end and prints the byte count and SHA-256,
+// and on stderr the longest time it waited for data ("longest stall D").
 func tcpSink(port string) int {
 	ln, err := net.Listen("tcp", ":"+port)
 	if err != nil {
@@ -45,13 +46,36 @@ func tcpSink(port string) int {
 		return 1
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, c)
+	n, err := io.Copy(h, &stallReader{r: c, last: time.Now()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	fmt.Printf("%d %s\n", n, hex.EncodeToString(h.Sum(nil)))
 	return 0
+}
+
+// stallReader reports, when r ends, the longest wait between two reads that returned data.
+type stallReader struct {
+	r       io.Reader
+	last    time.Time
+	longest time.Duration
+	started bool
+}
+
+func (s *stallReader) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	now := time.Now()
+	if n > 0 {
+		if d := now.Sub(s.last); s.started && d > s.longest {
+			s.longest = d
+		}
+		s.last, s.started = now, true
+	}
+	if err == io.EOF {
+		fmt.Fprintf(os.Stderr, "longest stall %v\n", s.longest.Round(time.Millisecond))
+	}
+	return n, err
 }
 
 // tcpSource sends PODNET_TEST_BYTES pseudo-random bytes (seeded, so reproducible) to addr,
@@ -126,7 +150,9 @@ spec:
 
 // transfer sends size bytes from pod from to pod to over TCP (port 9000) and checks that what
 // arrived has the sender's SHA-256. during, if set, runs while the transfer is under way.
-func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, pauseMS int, during func()) {
+//
+// It returns the longest time the receiver waited for data once it had started.
+func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, pauseMS int, during func()) time.Duration {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -165,12 +191,19 @@ func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, paus
 			t.Fatalf("sink: %v\n%s", err, sinkErr.String())
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("sink did not finish")
+		t.Fatalf("sink did not finish (the source said %q)", sent)
 	}
 	want := fmt.Sprintf("%d ", size)
 	if !strings.HasPrefix(sent, want) || strings.TrimSpace(sent) != strings.TrimSpace(sinkOut.String()) {
 		t.Fatalf("transfer %s -> %s: sent %q, received %q", from, to, sent, sinkOut.String())
 	}
+	var stall time.Duration
+	for _, line := range strings.Split(sinkErr.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "longest stall "); ok {
+			stall, _ = time.ParseDuration(v)
+		}
+	}
+	return stall
 }
 
 // metric returns the sum of a counter over all its label sets in the lab's metrics.

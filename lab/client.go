@@ -247,6 +247,16 @@ func (c *Client) RotateKey(node string) (string, error) {
 	return out.PublicKey, err
 }
 
+// RestartAgent restarts a node's agent, its pods running on, and returns how long the node had
+// no agent.
+func (c *Client) RestartAgent(node string) (string, error) {
+	var out struct {
+		Gap string `json:"gap"`
+	}
+	err := c.do(http.MethodPost, "/v1/restart-agent", url.Values{"node": {node}}, nil, &out)
+	return out.Gap, err
+}
+
 // Flows returns the latest NetworkPolicy verdicts of every node of the lab, oldest first.
 func (c *Client) Flows() ([]agent.FlowRecord, error) {
 	var out []agent.FlowRecord

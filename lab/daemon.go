@@ -70,7 +70,8 @@ type daemon struct {
 // nodeRunning is one node of the lab: its agent (the node's network) and its pod runtime (the
 // node's kubelet and containerd), which attaches pods to the agent.
 type nodeRunning struct {
-	agent   *agent.Agent
+	agent   *agentRef
+	opts    agent.Options // how to make its agent again (restart-agent)
 	runtime *podruntime.Runtime
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -195,7 +196,7 @@ func (d *daemon) syncAgents() {
 		}
 		addr, _ := netip.ParseAddr(nodeAddress(n))
 		httpPort, httpsPort := netw.IngressPorts(Rootless())
-		a, err := agent.New(agent.Options{
+		aopts := agent.Options{
 			IngressHTTPPort:  httpPort,
 			IngressHTTPSPort: httpsPort,
 			Ingress:          d,
@@ -209,18 +210,21 @@ func (d *daemon) syncAgents() {
 			Logger:           d.log.With("node", n.Name),
 			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
 			HostLoopback:     hostLoopback(netw),
-		})
+		}
+		a, err := agent.New(aopts)
 		if err != nil {
 			d.log.Error("start node agent", "node", n.Name, "err", err)
 			continue
 		}
+		ref := &agentRef{node: n.Name}
+		ref.cur.Store(a)
 		rt, err := podruntime.New(podruntime.Options{
 			NodeName:      n.Name,
 			NodeAddress:   addr,
 			Source:        d.store,
 			Status:        d.store,
-			Network:       a,
-			Prober:        a.Stack(),
+			Network:       ref,
+			Prober:        ref,
 			ClusterDomain: netw.Domain,
 			ClusterDNS:    netw.DNSIP,
 			StateDir:      filepath.Join(d.opts.Dir, "nodes", n.Name),
@@ -233,14 +237,18 @@ func (d *daemon) syncAgents() {
 			continue
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		nr := &nodeRunning{agent: a, runtime: rt, cancel: cancel, done: make(chan struct{})}
+		nr := &nodeRunning{agent: ref, opts: aopts, runtime: rt, cancel: cancel, done: make(chan struct{})}
 		d.agents[n.Name] = nr
 		a.Start()
 		go func() {
 			defer close(nr.done)
 			rt.Run(ctx)
 			// The runtime has stopped, and its pods have detached: now the node's network goes.
-			a.Close()
+			d.mu.Lock() // not during a restart-agent
+			defer d.mu.Unlock()
+			if a := ref.cur.Load(); a != nil {
+				a.Close()
+			}
 		}()
 	}
 }
@@ -266,9 +274,40 @@ func (d *daemon) agentFor(node string) *agent.Agent {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if nr := d.agents[node]; nr != nil {
-		return nr.agent
+		return nr.agent.cur.Load()
 	}
 	return nil
+}
+
+// handleRestartAgent answers POST /v1/restart-agent?node=NODE: the node's agent is closed, as
+// if killed, and a new one made with the same options takes its pods back (agent/restart.go).
+// The pod runtime and the pods run on. It answers how long the node had no agent.
+func (d *daemon) handleRestartAgent(w http.ResponseWriter, r *http.Request) {
+	node := r.URL.Query().Get("node")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nr := d.agents[node]
+	if nr == nil {
+		writeError(w, http.StatusNotFound, fmt.Errorf("nodes %q not found in lab %s", node, d.opts.Name))
+		return
+	}
+	old := nr.agent.cur.Swap(nil)
+	if old == nil {
+		writeError(w, http.StatusConflict, fmt.Errorf("node %s: its agent is not running", node))
+		return
+	}
+	start := time.Now()
+	old.Close()
+	a, err := agent.New(nr.opts)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, fmt.Errorf("node %s: restart its agent: %w", node, err))
+		return
+	}
+	a.Start()
+	nr.agent.cur.Store(a)
+	gap := time.Since(start)
+	d.log.Info("node agent restarted", "node", node, "gap", gap)
+	writeJSON(w, http.StatusOK, map[string]string{"node": node, "gap": gap.String()})
 }
 
 func (d *daemon) runtimeFor(node string) *podruntime.Runtime {
@@ -288,6 +327,7 @@ func (d *daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)
 	mux.HandleFunc("POST /v1/rotate-key", d.handleRotateKey)
+	mux.HandleFunc("POST /v1/restart-agent", d.handleRestartAgent)
 	mux.HandleFunc("GET /v1/flows", d.handleFlows)
 	mux.HandleFunc("GET /v1/policy/explain", d.handleExplain)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {

@@ -18,7 +18,9 @@ func (d *daemon) handleFlows(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	var all []agent.FlowRecord
 	for _, n := range d.agents {
-		all = append(all, n.agent.Flows()...)
+		if a := n.agent.cur.Load(); a != nil {
+			all = append(all, a.Flows()...)
+		}
 	}
 	d.mu.Unlock()
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })

@@ -736,7 +736,6 @@ func (s *Stack) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.remote.Store(nil)
 	pods := s.byIP
 	s.byIP = make(map[[4]byte]*pod)
 	s.publishLocked()
@@ -746,6 +745,10 @@ func (s *Stack) Close() error {
 			errs = append(errs, fmt.Errorf("detach pod %v: %w", p.ip, err))
 		}
 	}
+	// Only now, with no reader left: a frame to another node's pod read before would reach the
+	// netstack, which would answer it with a RST in that pod's name and cut a connection that
+	// the next agent of the node could have carried on.
+	s.remote.Store(nil)
 	s.mu.Unlock()
 
 	// No reader runs any more, so no new UDP flow starts; TCP handshakes

@@ -20,7 +20,7 @@ import (
 // newNodeCommand is `podnet node`: the node agent of a real Kubernetes cluster.
 func newNodeCommand() *cobra.Command {
 	var (
-		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, socket, nodeIf string
+		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf string
 		mtu, httpPort, httpsPort                                                                          int
 	)
 	cmd := &cobra.Command{
@@ -36,13 +36,17 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			if err != nil {
 				return err
 			}
+			// At start the agent asks the API server about each of its permissions (about 30
+			// requests) before anything else: with client-go's default limits (5 per second after
+			// a burst of 10) that alone took 3.4 s, all of it time without an agent on a restart.
+			cfg.QPS, cfg.Burst = 20, 50
 			client, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return fmt.Errorf("podnet node: %w", err)
 			}
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
-				StateDir: stateDir, Socket: socket, NodeInterface: nodeIf,
+				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf,
 				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
 				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
@@ -90,6 +94,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.StringVar(&domain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	f.IntVar(&mtu, "mtu", 1420, "the pods' MTU")
 	f.StringVar(&stateDir, "state-dir", "/var/lib/podnet", "where the node keeps its WireGuard key")
+	f.StringVar(&runDir, "run-dir", "/run/podnet", "where the node keeps what its pods need while the agent restarts: their records and the connection-tracking table (a tmpfs)")
 	f.StringVar(&socket, "cni-socket", cniplugin.DefaultSocket, "the unix socket podnet-cni reaches the agent on")
 	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")

@@ -70,7 +70,7 @@ metadata: {name: web}
 spec:
   type: NodePort
   selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}, {name: bulk, port: 9000, targetPort: 9000}]
 ---
 apiVersion: v1
 kind: Service
@@ -381,6 +381,59 @@ spec:
 			}
 		}
 	})
+	top := t // the restarted agent lives as long as the test, not the subtest
+	t.Run("an agent killed (SIGKILL) and started again: transfers continue", func(t *testing.T) {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct{ name, addr string }{
+			{"pod to pod across nodes", pods[1].ip.String()},
+			{"through a ClusterIP", svc.Spec.ClusterIP},
+		} {
+			sink := inNS(pods[1].netns, "env", "PODNET_TEST_SINK=9000", self)
+			var sinkOut, sinkErr strings.Builder
+			sink.Stdout, sink.Stderr = &sinkOut, &sinkErr
+			if err := sink.Start(); err != nil {
+				t.Fatal(err)
+			}
+			src := inNS(pods[0].netns, "env", "PODNET_TEST_SOURCE="+c.addr+":9000", "PODNET_TEST_BYTES=209715200", "PODNET_TEST_PAUSE_MS=10", self)
+			var srcOut strings.Builder
+			src.Stdout, src.Stderr = &srcOut, &srcOut
+			if err := src.Start(); err != nil {
+				sink.Process.Kill()
+				sink.Wait()
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			// The client's node: it holds the flow's Service translation.
+			n := nodes[0]
+			n.cmd.Process.Kill()
+			n.cmd.Wait()
+			start := time.Now()
+			startKubeNode(top, n, kubeconfig, dir)
+			waitFor(t, "the restarted podnet node ready (CNI STATUS)", func() bool {
+				_, err := runCNI(n, "STATUS", &kubePod{})
+				return err == nil
+			})
+			t.Logf("%s: the new agent answered STATUS %v after the kill", c.name, time.Since(start).Round(time.Millisecond))
+			srcErr, sinkErrW := src.Wait(), sink.Wait()
+			if srcErr != nil || sinkErrW != nil || srcOut.String() != sinkOut.String() || !strings.HasPrefix(sinkOut.String(), "209715200 ") {
+				t.Fatalf("%s: source %v %q; sink %v %q %s", c.name, srcErr, srcOut.String(), sinkErrW, sinkOut.String(), sinkErr.String())
+			}
+			stall := "?"
+			for _, l := range strings.Split(sinkErr.String(), "\n") {
+				if v, ok := strings.CutPrefix(l, "longest stall "); ok {
+					stall = v
+				}
+			}
+			t.Logf("%s: 200 MB with the same SHA-256 across the kill; the receiver's longest wait for data %s", c.name, stall)
+		}
+		// The new agent took the client pod back: CHECK passes on it.
+		if out, err := runCNI(nodes[0], "CHECK", pods[0]); err != nil {
+			t.Errorf("CHECK of a pod attached before the kill: %v %s", err, out)
+		}
+	})
 	t.Run("CHECK and DEL", func(t *testing.T) {
 		if out, err := runCNI(nodes[0], "CHECK", pods[0]); err != nil {
 			t.Errorf("CHECK: %v %s", err, out)
@@ -503,7 +556,7 @@ func startKubeNode(t *testing.T, n *kubeNode, kubeconfig, dir string) {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command("ip", "netns", "exec", n.netns, podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", n.name,
-		"--state-dir", filepath.Join(dir, n.name), "--cni-socket", n.socket, "--cluster-dns", "10.96.0.10")
+		"--state-dir", filepath.Join(dir, n.name), "--run-dir", filepath.Join(dir, n.name+"-run"), "--cni-socket", n.socket, "--cluster-dns", "10.96.0.10")
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

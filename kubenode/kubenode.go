@@ -54,6 +54,9 @@ type Options struct {
 	MTU int
 	// StateDir holds the node's WireGuard key. Required.
 	StateDir string
+	// RunDir holds the records of the attached pods and the connection-tracking table, which an
+	// agent started after this one takes back (agent.Options.RunDir). Empty means StateDir.
+	RunDir string
 	// Socket is the unix socket podnet-cni reaches the agent on. Required.
 	Socket string
 	// LeaseNamespace holds the Lease (LeaseName) that chooses the one agent writing the status
@@ -140,6 +143,7 @@ func Run(ctx context.Context, o Options) error {
 		Source:           src,
 		Nodes:            nodeWriter{o.Client},
 		StateDir:         o.StateDir,
+		RunDir:           o.RunDir,
 		Logger:           log,
 		NodeInterface:    o.NodeInterface,
 		IngressHTTPPort:  o.IngressHTTPPort,

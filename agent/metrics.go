@@ -68,12 +68,14 @@ var (
 		"Bytes of inner packets sent into (tx) and received from (rx) the WireGuard overlay.", []string{"node", "direction"}, nil)
 	descOverlayDropped = prometheus.NewDesc("podnet_overlay_dropped_packets_total",
 		"Inner packets the overlay dropped, by reason.", []string{"node", "reason"}, nil)
+	descOverlayWindowWaits = prometheus.NewDesc("podnet_overlay_window_waits_total",
+		"Times the overlay held packets back because WireGuard held its bound of them (overlay/window.go), by direction; reset: bounds opened again after a stall.", []string{"node", "direction"}, nil)
 	descOverlayDatagrams = prometheus.NewDesc("podnet_overlay_datagrams_total",
 		"UDP datagrams of the WireGuard underlay, sent (tx) and received (rx).", []string{"node", "direction"}, nil)
 	descServices = prometheus.NewDesc("podnet_services",
 		"Services programmed in the node's Service table.", []string{"node"}, nil)
 	descNATFlows = prometheus.NewDesc("podnet_service_flows_total",
-		"New flows to Services: translated, refused (no endpoint) or dropped (connection-tracking table full).", []string{"node", "result"}, nil)
+		"New flows to Services: translated, refused (no endpoint), dropped (connection-tracking table full) or dropped_half_open (the half-open share of the table, all or the client's, full).", []string{"node", "result"}, nil)
 	descNATActive = prometheus.NewDesc("podnet_service_conntrack_entries",
 		"Flows in the node's connection-tracking table.", []string{"node"}, nil)
 	descPolicyDenied = prometheus.NewDesc("podnet_policy_denied_total",
@@ -118,12 +120,16 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descOverlayDropped, o.DroppedNoPeer, "no_peer")
 	counter(descOverlayDropped, o.DroppedQueueFull, "queue_full")
 	counter(descOverlayDropped, o.DroppedTooBig, "too_big")
+	counter(descOverlayWindowWaits, o.OutboundWindowWaits, "tx")
+	counter(descOverlayWindowWaits, o.InboundWindowWaits, "rx")
+	counter(descOverlayWindowWaits, o.WindowResets, "reset")
 	counter(descOverlayDatagrams, o.TxDatagrams, "tx")
 	counter(descOverlayDatagrams, o.RxDatagrams, "rx")
 	counter(descOverlayRejected, o.RejectedHandshakes)
 	counter(descNATFlows, s.NATFlows, "translated")
 	counter(descNATFlows, s.NATNoEndpoint, "no_endpoint")
 	counter(descNATFlows, s.NATDropped, "dropped")
+	counter(descNATFlows, s.NATHalfOpenDropped, "dropped_half_open")
 	ch <- prometheus.MustNewConstMetric(descNATActive, prometheus.GaugeValue, float64(s.NATActive), node)
 	for pol, n := range c.a.flows.deniedByPolicy() {
 		counter(descPolicyDenied, n, pol)

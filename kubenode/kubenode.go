@@ -23,6 +23,7 @@ import (
 	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/attach"
 	"github.com/podnet/podnet/cluster"
+	"github.com/podnet/podnet/internal/scavenge"
 	"github.com/podnet/podnet/kubesource"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,6 +97,14 @@ func Run(ctx context.Context, o Options) error {
 		o.LeaseNamespace = "podnet-system"
 	}
 	log := o.Logger
+	// Memory a flood made the agent take goes back to the system once it is over.
+	scavengeCtx, stopScavenge := context.WithCancel(ctx)
+	scavenged := make(chan struct{})
+	go func() {
+		defer close(scavenged)
+		scavenge.Run(scavengeCtx, scavenge.DefaultInterval, scavenge.DefaultThreshold)
+	}()
+	defer func() { stopScavenge(); <-scavenged }()
 	if err := checkPermissions(ctx, o.Client); err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
 	}

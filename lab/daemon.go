@@ -36,6 +36,7 @@ import (
 	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/ingress"
+	"github.com/podnet/podnet/internal/scavenge"
 	"github.com/podnet/podnet/lab/podruntime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -90,6 +91,14 @@ func RunDaemon(ctx context.Context, opts DaemonOptions) error {
 	if err != nil {
 		return err
 	}
+	// Memory a flood made the agents take goes back to the system once it is over.
+	scavengeCtx, stopScavenge := context.WithCancel(ctx)
+	scavenged := make(chan struct{})
+	go func() {
+		defer close(scavenged)
+		scavenge.Run(scavengeCtx, scavenge.DefaultInterval, scavenge.DefaultThreshold)
+	}()
+	defer func() { stopScavenge(); <-scavenged }()
 	store, err := OpenStore(filepath.Join(opts.Dir, "store.json"), id.Number)
 	if err != nil {
 		return err

@@ -220,9 +220,17 @@ func (*udpBind) BatchSize() int { return bindBatch }
 // underlay and records the port Open reports.
 type countingBind struct {
 	conn.Bind
-	ctr  *counters
-	port atomic.Uint32
+	ctr     *counters
+	port    atomic.Uint32
+	out, in *window // wireguard-go's windows (window.go)
 }
+
+// wireguard-go's transport data message: type 4, and a keepalive is one without payload (a
+// 16-byte header and a 16-byte tag).
+const (
+	messageTransportType = 4
+	keepaliveLen         = 32
+)
 
 func (b *countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	fns, actual, err := b.Bind.Open(port)
@@ -233,12 +241,23 @@ func (b *countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	wrapped := make([]conn.ReceiveFunc, len(fns))
 	for i, fn := range fns {
 		wrapped[i] = func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-			n, err := fn(bufs, sizes, eps)
+			// Receive only while the inbound window has room: wireguard-go holds each data
+			// message until it writes it to the TUN side, decrypted. Datagrams wait in the
+			// socket's buffer meanwhile (the kernel drops what overflows).
+			room := b.in.room()
+			if room == 0 {
+				return 0, net.ErrClosed
+			}
+			n, err := fn(bufs[:min(len(bufs), room)], sizes, eps)
 			if n > 0 {
-				bytes := 0
-				for _, s := range sizes[:n] {
+				bytes, data := 0, 0
+				for i, s := range sizes[:n] {
 					bytes += s
+					if s > keepaliveLen && bufs[i][0] == messageTransportType {
+						data++
+					}
 				}
+				b.in.add(data)
 				b.ctr.rxDatagrams.Add(uint64(n))
 				b.ctr.rxDatagramBytes.Add(uint64(bytes))
 			}
@@ -250,6 +269,9 @@ func (b *countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 
 func (b *countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	err := b.Bind.Send(bufs, ep)
+	// Sent or not, wireguard-go is done with them. Keepalives and handshake messages are counted
+	// too, which opens the window a little early.
+	b.out.done(len(bufs))
 	if err != nil {
 		if !errors.Is(err, net.ErrClosed) {
 			b.ctr.txDatagramErrors.Add(1)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -96,6 +97,11 @@ type Stats struct {
 	// are dropped by wireguard-go without a report: they appear in
 	// RxDatagrams but not in RxPackets.
 	RejectedHandshakes uint64
+	// WindowWaits counts the times the overlay held packets back because
+	// wireguard-go held its window's worth in one direction (window.go),
+	// outbound and inbound; WindowResets the windows opened again after
+	// a stall.
+	OutboundWindowWaits, InboundWindowWaits, WindowResets uint64
 }
 
 // counters are the live Stats.
@@ -116,6 +122,10 @@ type Overlay struct {
 	dev    *device.Device
 	ctr    counters
 	routes atomic.Pointer[prefixTable] // union of the peers' AllowedIPs
+
+	out, in   *window       // packets inside wireguard-go (window.go)
+	stopWatch chan struct{} // ends watchWindows
+	watchDone chan struct{}
 
 	mu     sync.Mutex // guards key, peers, closed
 	key    Key
@@ -161,14 +171,20 @@ func New(opts Options) (*Overlay, error) {
 		peers: make(map[Key]peerState),
 	}
 	o.routes.Store(&prefixTable{})
+	o.out, o.in = newWindow(windowPackets), newWindow(windowPackets)
 	o.tun = newMemTUN(opts.MTU, opts.Deliver, &o.ctr)
-	o.bind = &countingBind{Bind: opts.Bind, ctr: &o.ctr}
+	o.tun.out, o.tun.in = o.out, o.in
+	o.bind = &countingBind{Bind: opts.Bind, ctr: &o.ctr, out: o.out, in: o.in}
+	o.stopWatch, o.watchDone = make(chan struct{}), make(chan struct{})
+	go o.watchWindows()
 	o.dev = device.NewDevice(o.tun, o.bind, o.deviceLogger())
 	if err := o.dev.IpcSet("private_key=" + opts.PrivateKey.hex() + "\n"); err != nil {
+		o.stopWindows()
 		o.dev.Close()
 		return nil, fmt.Errorf("new overlay: set private key: %w", err)
 	}
 	if err := o.dev.Up(); err != nil {
+		o.stopWindows()
 		o.dev.Close()
 		return nil, fmt.Errorf("new overlay: bring device up: %w", err)
 	}
@@ -408,7 +424,35 @@ func (o *Overlay) Stats() Stats {
 		RxDatagramBytes:    c.rxDatagramBytes.Load(),
 		TxErrors:           c.txDatagramErrors.Load(),
 		RejectedHandshakes: c.rejectedHandshake.Load(),
+
+		OutboundWindowWaits: o.out.waits.Load(),
+		InboundWindowWaits:  o.in.waits.Load(),
+		WindowResets:        o.out.resets.Load() + o.in.resets.Load(),
 	}
+}
+
+// watchWindows opens a stalled window (window.go) until stopWindows.
+func (o *Overlay) watchWindows() {
+	defer close(o.watchDone)
+	t := time.NewTicker(windowStall / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-o.stopWatch:
+			return
+		case now := <-t.C:
+			o.out.check(now)
+			o.in.check(now)
+		}
+	}
+}
+
+// stopWindows wakes whatever waits for a window, for good, and ends watchWindows.
+func (o *Overlay) stopWindows() {
+	o.out.close()
+	o.in.close()
+	close(o.stopWatch)
+	<-o.watchDone
 }
 
 // Close stops the device: it closes the bind and the TUN side and waits for
@@ -422,6 +466,7 @@ func (o *Overlay) Close() error {
 	}
 	o.closed = true
 	o.mu.Unlock()
+	o.stopWindows()
 	o.dev.Close()
 	<-o.dev.Wait()
 	return nil

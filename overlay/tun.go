@@ -16,24 +16,60 @@ const tunBatchSize = 128
 // burst of 64 KiB super-frames split into MTU-sized packets.
 const queueLen = 2048
 
+// The queue is fair between pairs of hosts: one pod's flood must not take the
+// overlay from the others. Packets wait in fqBuckets FIFOs by a hash of their
+// source and destination addresses; Read takes up to fqQuantum packets from each non-empty
+// FIFO in turn (round robin), so a packet from a quiet pod waits behind at
+// most a quantum of each busy one, not behind the whole queue. The FIFOs
+// share queueLen MTU-sized slots; when none is free, the longest FIFO loses
+// its oldest packet to the arriving one (longest-queue drop, as fq_codel
+// does), or the arriving packet is dropped if its own FIFO is the longest.
+const (
+	fqBuckets = 64
+	fqQuantum = 8
+)
+
 var _ tun.Device = (*memTUN)(nil)
 
 // memTUN is the TUN side of the wireguard-go device, in memory. Read hands
-// wireguard-go the packets queued by enqueue (a bounded ring of MTU-sized
-// slots; a full ring drops); Write passes decrypted packets to deliver.
+// wireguard-go the packets queued by enqueue (fair FIFOs of MTU-sized slots,
+// bounded); Write passes decrypted packets to deliver.
 type memTUN struct {
 	mtu     int
 	deliver func([][]byte)
 	events  chan tun.Event
 	ctr     *counters
 	pkts    sync.Pool // of *[][]byte, for Write (called concurrently)
+	out, in *window   // wireguard-go's windows (window.go); set before use
 
 	mu     sync.Mutex
-	ready  sync.Cond // signalled when packets are queued or the device closes
-	slots  [][]byte  // guarded by mu; each has capacity mtu
-	head   int       // guarded by mu: index of the oldest queued packet
-	n      int       // guarded by mu: number of queued packets
-	closed bool      // guarded by mu
+	ready  sync.Cond       // signalled when packets are queued or the device closes
+	free   [][]byte        // guarded by mu: unused slots, each of capacity mtu
+	fifos  [fqBuckets]fifo // guarded by mu
+	active []int           // guarded by mu: the non-empty FIFOs, in serving order
+	turn   int             // guarded by mu: index in active of the FIFO served next
+	n      int             // guarded by mu: number of queued packets
+	closed bool            // guarded by mu
+}
+
+// fifo is one source bucket's queue of slots.
+type fifo struct {
+	pkts [][]byte
+	head int
+}
+
+func (f *fifo) len() int { return len(f.pkts) - f.head }
+
+func (f *fifo) push(p []byte) { f.pkts = append(f.pkts, p) }
+
+func (f *fifo) pop() []byte {
+	p := f.pkts[f.head]
+	f.pkts[f.head] = nil
+	f.head++
+	if f.head == len(f.pkts) {
+		f.pkts, f.head = f.pkts[:0], 0
+	}
+	return p
 }
 
 func newMemTUN(mtu int, deliver func([][]byte), ctr *counters) *memTUN {
@@ -42,7 +78,7 @@ func newMemTUN(mtu int, deliver func([][]byte), ctr *counters) *memTUN {
 		deliver: deliver,
 		events:  make(chan tun.Event, 1),
 		ctr:     ctr,
-		slots:   make([][]byte, queueLen),
+		free:    make([][]byte, queueLen),
 	}
 	t.ready.L = &t.mu
 	t.pkts.New = func() any {
@@ -50,13 +86,69 @@ func newMemTUN(mtu int, deliver func([][]byte), ctr *counters) *memTUN {
 		return &s
 	}
 	backing := make([]byte, queueLen*mtu)
-	for i := range t.slots {
-		t.slots[i] = backing[i*mtu : i*mtu : (i+1)*mtu]
+	for i := range t.free {
+		t.free[i] = backing[i*mtu : i*mtu : (i+1)*mtu]
 	}
 	return t
 }
 
-// enqueue copies pkts into the ring. Packets that do not fit are dropped and
+// bucket is the FIFO of the packet p: a hash of its source and destination addresses. Not the
+// source alone: a flood's victim answers it (SYN-ACKs, port unreachables), and its answers to
+// others must not wait behind those. Not the ports either: a flood from random ports would then
+// fill every FIFO.
+func bucket(p []byte) int {
+	if len(p) < 20 {
+		return 0
+	}
+	src := uint32(p[12])<<24 | uint32(p[13])<<16 | uint32(p[14])<<8 | uint32(p[15])
+	dst := uint32(p[16])<<24 | uint32(p[17])<<16 | uint32(p[18])<<8 | uint32(p[19])
+	h := (src*0x9e3779b1 ^ dst) * 0x85ebca6b
+	return int(h >> (32 - 6)) // fqBuckets = 1<<6
+}
+
+// slot returns a free slot for a packet of FIFO b, taking the oldest packet of the longest
+// FIFO if there is none; nil means the packet is dropped (its own FIFO is the longest).
+func (t *memTUN) slot(b int) []byte {
+	if n := len(t.free); n > 0 {
+		s := t.free[n-1]
+		t.free = t.free[:n-1]
+		return s
+	}
+	longest := b
+	for _, i := range t.active {
+		if t.fifos[i].len() > t.fifos[longest].len() {
+			longest = i
+		}
+	}
+	if longest == b {
+		return nil
+	}
+	t.n--
+	t.ctr.droppedQueueFull.Add(1)
+	s := t.fifos[longest].pop()
+	if t.fifos[longest].len() == 0 {
+		t.deactivate(longest)
+	}
+	return s
+}
+
+// deactivate takes the empty FIFO b out of the serving order.
+func (t *memTUN) deactivate(b int) {
+	for k, i := range t.active {
+		if i == b {
+			t.active = append(t.active[:k], t.active[k+1:]...)
+			if t.turn > k {
+				t.turn--
+			}
+			if t.turn >= len(t.active) {
+				t.turn = 0
+			}
+			return
+		}
+	}
+}
+
+// enqueue copies pkts into the queue. Packets that do not fit are dropped and
 // counted. It returns false if the device is closed.
 func (t *memTUN) enqueue(pkts [][]byte, route func([]byte) bool) bool {
 	queued := 0
@@ -73,12 +165,18 @@ func (t *memTUN) enqueue(pkts [][]byte, route func([]byte) bool) bool {
 		case !route(p):
 			t.ctr.droppedNoPeer.Add(1)
 			continue
-		case t.n == len(t.slots):
+		}
+		b := bucket(p)
+		s := t.slot(b)
+		if s == nil {
 			t.ctr.droppedQueueFull.Add(1)
 			continue
 		}
-		i := (t.head + t.n) % len(t.slots)
-		t.slots[i] = append(t.slots[i][:0], p...)
+		f := &t.fifos[b]
+		if f.len() == 0 {
+			t.active = append(t.active, b)
+		}
+		f.push(append(s[:0], p...))
 		t.n++
 		queued++
 	}
@@ -94,7 +192,15 @@ func (*memTUN) File() *os.File { return nil }
 
 // Read implements tun.Device: it blocks until packets are queued and copies
 // as many as fit into bufs (at offset). After Close it returns os.ErrClosed.
+//
+// It takes no more than the outbound window has room for, and waits for room
+// first: wireguard-go holds what it reads until it sends it.
 func (t *memTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	room := t.out.room()
+	if room == 0 {
+		return 0, os.ErrClosed
+	}
+	bufs = bufs[:min(len(bufs), room)]
 	t.mu.Lock()
 	for t.n == 0 && !t.closed {
 		t.ready.Wait()
@@ -105,14 +211,24 @@ func (t *memTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	count, bytes := 0, 0
 	for count < len(bufs) && t.n > 0 {
-		p := t.slots[t.head]
-		sizes[count] = copy(bufs[count][offset:], p)
-		bytes += len(p)
-		count++
-		t.head = (t.head + 1) % len(t.slots)
-		t.n--
+		b := t.active[t.turn]
+		f := &t.fifos[b]
+		for q := 0; q < fqQuantum && count < len(bufs) && f.len() > 0; q++ {
+			p := f.pop()
+			sizes[count] = copy(bufs[count][offset:], p)
+			bytes += len(p)
+			count++
+			t.n--
+			t.free = append(t.free, p[:0])
+		}
+		if f.len() == 0 {
+			t.deactivate(b) // the next FIFO moves up to this turn
+		} else {
+			t.turn = (t.turn + 1) % len(t.active)
+		}
 	}
 	t.mu.Unlock()
+	t.out.add(count)
 	t.ctr.txPackets.Add(uint64(count))
 	t.ctr.txBytes.Add(uint64(bytes))
 	return count, nil
@@ -131,6 +247,7 @@ func (t *memTUN) Write(bufs [][]byte, offset int) (int, error) {
 			bytes += len(b) - offset
 		}
 	}
+	t.in.done(len(bufs))
 	if len(pkts) > 0 {
 		t.ctr.rxPackets.Add(uint64(len(pkts)))
 		t.ctr.rxBytes.Add(uint64(bytes))

@@ -88,6 +88,19 @@ const (
 	ctUDPReplied   = 120 * time.Second
 )
 
+// Half-open flows (not answered yet) have a share of the table of their own: at most a quarter of
+// it, and at most a thirty-second of it per client address (by a hash of it); 32,768 and 4,096 of
+// the default table (halfOpenShares). A pod flooding a
+// Service with SYNs, or with datagrams no backend answers, fills its own share and then has its
+// new flows dropped (NATHalfOpenDropped); it cannot fill the table, so other pods' new flows
+// still get entries and answered flows are never pushed out. (Linux's nf_conntrack evicts
+// unanswered entries early when its table is full; Cilium's CT garbage collector gives SYN
+// entries a short life.)
+const (
+	halfOpenShare      = 4
+	halfOpenShareOfOne = 32
+)
+
 const (
 	protoTCP = 6
 	protoUDP = 17
@@ -148,6 +161,10 @@ type ctEntry struct {
 	state   atomic.Uint32 // ctReplied, ...
 	expires atomic.Int64  // in conntrack.now units (Unix seconds)
 	slot    atomic.Int32  // 1 + its record's slot in the conntrack file; 0: none
+
+	// halfOpen is set while the entry counts in the half-open shares: from insert until its
+	// first answer or its removal, whichever comes first clears it.
+	halfOpen atomic.Bool
 }
 
 // ctRef is a table slot: an entry and which of its keys this is.
@@ -176,6 +193,10 @@ type conntrack struct {
 	// flow.
 	clients [natClientSlots]atomic.Int32
 
+	// halfOpen counts the unanswered entries, in all and per client slot.
+	halfOpen        atomic.Int64
+	clientsHalfOpen [natClientSlots]atomic.Int32
+
 	// store, if set, keeps a copy of every entry in a file that outlives the process
 	// (ctstore.go).
 	store *ctStore
@@ -194,6 +215,7 @@ type natCounters struct {
 	flows      atomic.Uint64 // entries created
 	noEndpoint atomic.Uint64 // new flows refused: no endpoint
 	full       atomic.Uint64 // new flows dropped: table full or key clash
+	halfOpen   atomic.Uint64 // new flows dropped: the half-open share (all, or the client's) full
 	remapped   atomic.Uint64 // new flows given another source port: their reply tuple was taken
 	expired    atomic.Uint64 // entries removed by timeout
 	flushed    atomic.Uint64 // entries removed by Flush*
@@ -231,8 +253,32 @@ func (ct *conntrack) shard(k ctKey) int {
 }
 
 func (ct *conntrack) clientSlot(a [4]byte) *atomic.Int32 {
+	return &ct.clients[ct.clientIndex(a)]
+}
+
+func (ct *conntrack) clientIndex(a [4]byte) int {
 	h := binary.BigEndian.Uint32(a[:]) * 0x9e3779b1
-	return &ct.clients[h>>(32-12)]
+	return int(h >> (32 - 12))
+}
+
+// halfOpenFull reports whether a new flow of client would exceed a half-open share.
+func (ct *conntrack) halfOpenFull(client [4]byte) bool {
+	all, one := ct.halfOpenShares()
+	return ct.halfOpen.Load() >= all || int64(ct.clientsHalfOpen[ct.clientIndex(client)].Load()) >= one
+}
+
+// halfOpenShares are the most half-open entries in all and for one client: a quarter and a
+// thirty-second of the table, but no less than 1,024 and 256 (or the whole of a smaller table).
+func (ct *conntrack) halfOpenShares() (all, one int64) {
+	return max(ct.max/halfOpenShare, min(ct.max, 1024)), max(ct.max/halfOpenShareOfOne, min(ct.max, 256))
+}
+
+// answered takes e out of the half-open shares, once.
+func (ct *conntrack) answered(e *ctEntry) {
+	if e.halfOpen.CompareAndSwap(true, false) {
+		ct.halfOpen.Add(-1)
+		ct.clientsHalfOpen[ct.clientIndex(e.client)].Add(-1)
+	}
 }
 
 // translateStackReply translates a packet the netstack sends a pod back to the Service
@@ -260,25 +306,40 @@ func (ct *conntrack) lookup(k ctKey) (ctRef, bool) {
 	return r, ok
 }
 
-// insert adds e under both of its keys. It fails if the table is full or
+// insert adds e under both of its keys. It fails if the table is full, if
+// e is unanswered and the half-open share (all, or its client's) is, or if
 // either key is taken; then nothing was added.
 func (ct *conntrack) insert(e *ctEntry) bool {
 	if ct.count.Add(1) > ct.max {
 		ct.count.Add(-1)
 		return false
 	}
+	if e.state.Load()&ctReplied == 0 {
+		slot := &ct.clientsHalfOpen[ct.clientIndex(e.client)]
+		all, one := ct.halfOpenShares()
+		if ct.halfOpen.Add(1) > all || int64(slot.Add(1)) > one {
+			ct.halfOpen.Add(-1)
+			slot.Add(-1)
+			ct.count.Add(-1)
+			return false
+		}
+		e.halfOpen.Store(true)
+	}
 	if ct.store != nil && !ct.store.add(e) {
+		ct.answered(e)
 		ct.count.Add(-1)
 		return false
 	}
 	if !ct.put(e.orig, ctRef{e: e}) {
 		ct.unstore(e)
+		ct.answered(e)
 		ct.count.Add(-1)
 		return false
 	}
 	if !ct.put(e.reply, ctRef{e: e, reply: true}) {
 		ct.del(e.orig, e)
 		ct.unstore(e)
+		ct.answered(e)
 		ct.count.Add(-1)
 		return false
 	}
@@ -299,6 +360,9 @@ func (ct *conntrack) unstore(e *ctEntry) {
 func (ct *conntrack) setState(e *ctEntry, bits uint32) {
 	if st := e.state.Load(); st&bits != bits {
 		e.state.Or(bits)
+		if bits&ctReplied != 0 {
+			ct.answered(e)
+		}
 		if ct.store != nil {
 			ct.store.setState(e)
 		}
@@ -342,6 +406,7 @@ func (ct *conntrack) remove(e *ctEntry) bool {
 	}
 	ct.del(e.reply, e)
 	ct.unstore(e)
+	ct.answered(e)
 	ct.count.Add(-1)
 	if !e.plain {
 		ct.clientSlot(e.client).Add(-1)
@@ -515,7 +580,11 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 		}
 	}
 	if !inserted {
-		ct.ctr.full.Add(1)
+		if ct.count.Load() < ct.max && ct.halfOpenFull(e.client) {
+			ct.ctr.halfOpen.Add(1)
+		} else {
+			ct.ctr.full.Add(1)
+		}
 		return natDropped
 	}
 	ct.ctr.flows.Add(1)

@@ -700,3 +700,37 @@ func TestServiceOutsideEndpoint(t *testing.T) {
 		t.Errorf("dials %q, want two to the endpoint 203.0.113.7:6443", got)
 	}
 }
+
+// TestConntrackHalfOpenShare: a pod whose new flows go unanswered fills only its share of the
+// table (a thirty-second of it); another pod's new flows still get entries; an answered flow
+// leaves the share, so the flooding pod gets room again.
+func TestConntrackHalfOpenShare(t *testing.T) {
+	vip := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.63"), 53)
+	backend := netip.AddrPortFrom(podB, 5353)
+	lb := newFakeBalancer()
+	lb.set(vip, backend)
+	s := newStack(t, func(o *stack.Options) { withServices(lb)(o); o.MaxConntrack = 1 << 15 }) // a client's share: 1,024
+	for i := range 1030 {
+		ok := s.NATOut(udpPacket(netip.AddrPortFrom(podA, uint16(20000+i)), vip, "x"), false)
+		if ok != (i < 1024) {
+			t.Fatalf("unanswered flow %d of one client translated: %v; want only the first 1024", i, ok)
+		}
+	}
+	if st := s.Stats(); st.NATHalfOpenDropped != 6 || st.NATDropped != 0 || st.NATActive != 1024 {
+		t.Fatalf("stats %+v: want 6 dropped for the half-open share", st)
+	}
+	other := netip.MustParseAddr("10.244.1.30")
+	if !s.NATOut(udpPacket(netip.AddrPortFrom(other, 40000), vip, "x"), false) {
+		t.Fatal("another client's new flow was dropped")
+	}
+	// One of the first client's flows is answered: it leaves the share.
+	if !s.NATReply(udpPacket(backend, netip.AddrPortFrom(podA, 20000), "y")) {
+		t.Fatal("answer not translated")
+	}
+	if !s.NATOut(udpPacket(netip.AddrPortFrom(podA, 40100), vip, "x"), false) {
+		t.Error("after an answer the client had no room for a new flow")
+	}
+	if s.NATOut(udpPacket(netip.AddrPortFrom(podA, 40101), vip, "x"), false) {
+		t.Error("the client got more than its share")
+	}
+}

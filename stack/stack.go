@@ -719,6 +719,7 @@ func (s *Stack) Stats() Stats {
 		st.NATPackets = ct.ctr.packets.Load()
 		st.NATNoEndpoint = ct.ctr.noEndpoint.Load()
 		st.NATDropped = ct.ctr.full.Load()
+		st.NATHalfOpenDropped = ct.ctr.halfOpen.Load()
 		st.NATRemapped = ct.ctr.remapped.Load()
 		st.NATExpired = ct.ctr.expired.Load()
 		st.NATFlushed = ct.ctr.flushed.Load()

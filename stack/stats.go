@@ -96,18 +96,21 @@ type Stats struct {
 	// NATNoEndpoint counts new flows to a Service port without a usable
 	// endpoint, refused at once; NATDropped new flows dropped because the
 	// table was full (Options.MaxConntrack) or no free reply key was found;
+	// NATHalfOpenDropped new flows dropped because the half-open share of
+	// the table, all of it or their client's, was full (nat.go);
 	// NATRemapped new flows given another source port because their reply
 	// key was another flow's (a client port reused toward the same backend).
 	// NATExpired and NATFlushed count entries removed by timeout and by
 	// FlushUDPBackends or a detached pod.
-	NATFlows      uint64
-	NATActive     int64
-	NATPackets    uint64
-	NATNoEndpoint uint64
-	NATDropped    uint64
-	NATRemapped   uint64
-	NATExpired    uint64
-	NATFlushed    uint64
+	NATFlows           uint64
+	NATActive          int64
+	NATPackets         uint64
+	NATNoEndpoint      uint64
+	NATDropped         uint64
+	NATHalfOpenDropped uint64
+	NATRemapped        uint64
+	NATExpired         uint64
+	NATFlushed         uint64
 }
 
 // counters are one pod's frame counters. The hot ones are written only by

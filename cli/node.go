@@ -21,7 +21,7 @@ import (
 func newNodeCommand() *cobra.Command {
 	var (
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf string
-		mtu, httpPort, httpsPort                                                                          int
+		mtu, httpPort, httpsPort                                                                                  int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",

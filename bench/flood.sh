@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Floods against a 2-node lab, each measured against the same lab without it, in one run:
+#   - the lab daemon's resident memory (both nodes' agents run in it): idle before, the peak while
+#     the flood runs (sampled every 0.5 s), and 30 s after it ends;
+#   - an established iperf3 flow (pod on node-a to pod on node-b, 10 s) during the flood, against
+#     the same flow without one;
+#   - new connections from another pod during the flood: curl's connect time to a ClusterIP
+#     (20 tries, median and worst), against the same without a flood;
+#   - what the agents dropped or held back, by reason (their metrics, before and after).
+# The floods (hping3 --flood, 12 s each), from the pod `attacker` on node-a unless said:
+#   syn-clusterip  SYN flood to the ClusterIP of `web` (one source address, ports counting up)
+#   syn-pod        SYN flood to the pod `web` (on node-b) directly
+#   udp-pod        UDP flood to the pod `web`
+#   udp-dns        UDP flood (DNS port) to the cluster DNS address
+#   spoofed        SYN flood to `web` from random source addresses (anti-spoofing drops them)
+#   fragments      UDP flood of fragments to `web`
+#   syn-nodeport   SYN flood from the host to node-a's NodePort of `web`
+#   syn-ingress    SYN flood from the host to node-a's Ingress port
+# Run as root: sudo bench/flood.sh   (needs hping3, iperf3, curl, jq, go; FLOODS="a b" to pick)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LAB=pnflood
+SECS=12
+FLOODS=${FLOODS:-"syn-clusterip syn-pod udp-pod udp-dns spoofed fragments syn-nodeport syn-ingress"}
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+for c in hping3 iperf3 jq curl go; do command -v "$c" >/dev/null || { echo "missing $c (apt-get install hping3 iperf3 jq curl)" >&2; exit 1; }; done
+
+TMP=$(mktemp -d /tmp/pnflood.XXXXXX)
+chmod 711 "$TMP"
+PODNET="$TMP/podnet"
+LAB_STARTED=0
+cleanup() {
+	set +e
+	pkill -f "hping3 .*--flood" 2>/dev/null
+	if [ "$LAB_STARTED" = 1 ]; then "$PODNET" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: lab down failed" >&2; fi
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+go build -o "$PODNET" ./cmd/podnet
+pn() { "$PODNET" --name "$LAB" "$@"; }
+
+cat >"$TMP/lab.yaml" <<EOF
+apiVersion: podnet.dev/v1alpha1
+kind: Lab
+metadata: {name: $LAB}
+spec:
+  nodes: [{name: node-a}, {name: node-b}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: attacker}
+spec:
+  nodeName: node-a
+  containers: [{name: c, command: ["sleep", "infinity"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeName: node-a
+  containers: [{name: c, command: ["sleep", "infinity"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: prober}
+spec:
+  nodeName: node-a
+  containers: [{name: c, command: ["sleep", "infinity"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  nodeName: node-b
+  containers:
+  - {name: web, command: ["$PODNET", "serve", "--http", "80"], readinessProbe: {tcpSocket: {port: 80}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec:
+  nodeName: node-b
+  containers: [{name: iperf, command: ["iperf3", "-s"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, nodePort: 30080}]
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  rules:
+  - http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+EOF
+pn lab up -f "$TMP/lab.yaml" --timeout 120s >/dev/null
+LAB_STARTED=1
+pid=$(pn lab status | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')
+[ -n "$pid" ] || { echo "no daemon pid" >&2; exit 1; }
+podip() { pn get pods -o json | jq -r --arg n "$1" '.items[] | select(.metadata.name==$n) | .status.podIP'; }
+WEB=$(podip web) SERVER=$(podip server)
+VIP=$(pn get svc web -o json | jq -r '.items[0].spec.clusterIP // .spec.clusterIP')
+NODEA=$(pn get nodes -o json | jq -r '.items[] | select(.metadata.name=="node-a") | .status.addresses[] | select(.type=="InternalIP") | .address')
+INGRESS_PORT=$(pn lab status | awk '/^Ingress:/{print $4}')
+DNS=10.96.0.10
+metrics() { curl -s --unix-socket "/run/podnet/$LAB/lab.sock" http://lab/metrics; }
+rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status"; }
+# drops: "reason=value" lines of every drop and hold-back counter, summed over the nodes.
+drops() {
+	metrics | awk '
+		/^podnet_(stack_dropped_frames_total|overlay_dropped_packets_total|overlay_window_waits_total)/ {
+			match($0, /reason="[^"]*"|direction="[^"]*"/); r = substr($0, RSTART, RLENGTH); sub(/^[a-z]*=/, "", r); gsub(/"/, "", r)
+			split($1, n, "{"); k = n[1] "/" r; v[k] += $2 }
+		/^podnet_service_flows_total/ && !/translated/ {
+			match($0, /result="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); v["service_flows/" r] += $2 }
+		END { for (k in v) print k, v[k] }' | sed 's/^podnet_//; s/_total\//\//' | sort
+}
+iperf() { pn exec client -- iperf3 -c "$SERVER" -t 10 -J | jq '.end.sum_received.bits_per_second / 1e9'; }
+# connects: 20 connect times (ms) to the ClusterIP from the pod prober, one per line.
+connects() {
+	for _ in $(seq 20); do
+		pn exec prober -- curl -s -o /dev/null --max-time 5 -w '%{time_connect}\n' "http://$VIP/" || echo 5
+		sleep 0.2
+	done | awk '{printf "%.1f\n", $1 * 1000}' | sort -n
+}
+median() { awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+worst() { tail -1; }
+
+flood_cmd() {
+	case $1 in
+	syn-clusterip) echo "pod hping3 -q -S --flood -p 80 $VIP" ;;
+	syn-pod) echo "pod hping3 -q -S --flood -p 80 $WEB" ;;
+	udp-pod) echo "pod hping3 -q --udp --flood -p 9 $WEB" ;;
+	udp-dns) echo "pod hping3 -q --udp --flood -p 53 $DNS" ;;
+	spoofed) echo "pod hping3 -q -S --flood --rand-source -p 80 $WEB" ;;
+	fragments) echo "pod hping3 -q --udp --flood -f -d 1200 -p 9 $WEB" ;;
+	syn-nodeport) echo "host hping3 -q -S --flood -p 30080 $NODEA" ;;
+	syn-ingress) echo "host hping3 -q -S --flood -p $INGRESS_PORT $NODEA" ;;
+	*) echo "unknown flood $1" >&2; exit 1 ;;
+	esac
+}
+start_flood() {
+	read -r where cmd < <(flood_cmd "$1")
+	if [ "$where" = pod ]; then
+		timeout "$SECS" "$PODNET" --name "$LAB" exec attacker -- $cmd >/dev/null 2>&1 &
+	else
+		timeout "$SECS" $cmd >/dev/null 2>&1 &
+	fi
+}
+
+echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+sleep 5
+IDLE=$(rss)
+BASE_TPUT=$(iperf)
+BASE_CONN=$(connects)
+base_med=$(median <<<"$BASE_CONN") base_worst=$(worst <<<"$BASE_CONN")
+echo
+echo "without a flood: lab daemon ${IDLE} MiB resident; iperf3 ${BASE_TPUT} Gbit/s; new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
+echo
+printf '%-14s %6s %6s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "Gbit/s" "ratio" "conn-med" "worst" "drops and waits during the flood (by reason)"
+for f in $FLOODS; do
+	before=$(drops)
+	idle=$(rss)
+	peakf="$TMP/peak"
+	echo "$idle" >"$peakf"
+	start_flood "$f"
+	(for _ in $(seq $((SECS * 2))); do rss >>"$peakf"; sleep 0.5; done) &
+	sampler=$!
+	sleep 1
+	tput=$(iperf)
+	conn=$(connects)
+	wait "$sampler" || true
+	wait || true
+	peak=$(sort -n "$peakf" | tail -1)
+	after=$(drops)
+	sleep 30
+	later=$(rss)
+	delta=$(join -a2 -e0 -o 0,1.2,2.2 <(echo "$before") <(echo "$after") | awk '$3 - $2 > 0 {printf "%s %d; ", $1, $3 - $2}')
+	ratio=$(awk -v a="$tput" -v b="$BASE_TPUT" 'BEGIN {printf "%.2f", a / b}')
+	printf '%-14s %6s %6s %6s %9.2f %6s %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$tput" "$ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
+done
+echo
+echo "memory in MiB (the lab daemon: both nodes' agents); conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node-a during the flood"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -562,28 +562,24 @@ func TestFastWatchAnyTimeout(t *testing.T) {
 	}
 }
 
-// TestFastLongSlowHeaders: a client whose headers outgrow the fast
-// server's buffer just before ReadHeaderTimeout, and then dribble, is
-// closed at that timeout: net/http, which gets the connection, does not
-// start the headers' time again.
+// TestFastLongSlowHeaders: a client whose headers outgrow the fast server's buffer just before
+// ReadHeaderTimeout, and then stall, is closed at that timeout: net/http, which gets the
+// connection, does not start the headers' time again. The test checks the order of events, not a
+// duration: half a timeout after the hand-over, a connection whose clock started again (at
+// about one timeout from the start) would still be open; this one must be closed by then.
 func TestFastLongSlowHeaders(t *testing.T) {
-	const timeout = 400 * time.Millisecond
+	const timeout = time.Second
 	f := newFixture(t, ingress.Options{ReadHeaderTimeout: timeout})
 	f.serve(t, "web.example.com", f.pod(t, 1, echoHandler("web")))
 	conn := dialFrom(t, "127.0.0.2", f.http)
-	start := time.Now()
 	req := "GET / HTTP/1.1\r\n" + host + "X-Long: " + strings.Repeat("x", 5000)
 	conn.Write([]byte(req[:4000]))
-	time.Sleep(timeout - 50*time.Millisecond)
+	time.Sleep(timeout - 100*time.Millisecond)
 	conn.Write([]byte(req[4000:4200])) // now over the buffer: handed to net/http
-	for i := 4200; i < len(req); i++ {
-		if _, err := conn.Write([]byte{req[i]}); err != nil || closedWithin(conn, 30*time.Millisecond) {
-			break
-		}
-	}
-	// Without the limit it would be closed at about timeout-50ms+timeout.
-	if d := time.Since(start); d > timeout+250*time.Millisecond {
-		t.Errorf("closed after %v, want about %v (ReadHeaderTimeout once)", d, timeout)
+	time.Sleep(timeout / 2)
+	// Closed (EOF or reset) at once, or still open (the read times out).
+	if !closedWithin(conn, 10*time.Millisecond) {
+		t.Error("still open half a timeout after the hand-over: net/http started ReadHeaderTimeout again")
 	}
 }
 

@@ -233,36 +233,43 @@ func TestServeAllAddresses(t *testing.T) {
 	checkNoLeaks(t)
 }
 
+// TestTCPLinger: a client that never closes its side is answered, kept open after the answer,
+// and closed by the server (after the linger); one that half-closes at once is answered and
+// closed at once, long before a linger of a minute. No durations are asserted, only the order of
+// events (and generous deadlines, so that a broken server fails rather than hangs).
 func TestTCPLinger(t *testing.T) {
-	const linger = 300 * time.Millisecond
+	const linger = 500 * time.Millisecond
 	st := start(t, Options{TCP: []int{0}}, "127.0.0.1", linger)
-
-	// A client that never closes its side is closed after the linger.
 	c, err := net.Dial("tcp", st.s.tcp[0].Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	begin := time.Now()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
 	if err != nil || line != testName+"\n" {
 		t.Fatalf("read %q, %v; want the name", line, err)
 	}
-	// The client may write; the server reads and discards it.
+	// The client may write; the server reads and discards it, and keeps the connection.
 	fmt.Fprintf(c, "hello\n")
-	if _, err := io.ReadAll(c); err != nil {
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	var ne net.Error
+	if _, err := r.ReadByte(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("right after the answer: %v, want the connection still open", err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(r); err != nil {
 		t.Fatalf("waiting for the server to close: %v", err)
 	}
-	if took := time.Since(begin); took < linger-50*time.Millisecond || took > linger+2*time.Second {
-		t.Errorf("server closed after %v, want about %v", took, linger)
-	}
+	st.stop()
+	checkNoLeaks(t)
 
-	// A client that half-closes at once is answered and closed at once.
-	begin = time.Now()
-	tcpAnswer(t, st.s.tcp[0].Addr().String())
-	if took := time.Since(begin); took > linger {
-		t.Errorf("half-closed client was held %v", took)
+	// A client that half-closes at once is answered and closed at once, not after the linger.
+	st = start(t, Options{TCP: []int{0}}, "127.0.0.1", time.Minute)
+	// (tcpAnswer's read fails after 5 s: well before the linger.)
+	if got := tcpAnswer(t, st.s.tcp[0].Addr().String()); got != testName+"\n" {
+		t.Errorf("half-closed client got %q, want the name", got)
 	}
 	st.stop()
 	checkNoLeaks(t)
@@ -286,12 +293,8 @@ func TestCancelClosesOpenConnections(t *testing.T) {
 	}
 	defer h.Close()
 
-	begin := time.Now()
 	if err := st.stop(); err != nil {
 		t.Fatalf("serve: %v", err)
-	}
-	if took := time.Since(begin); took > shutdownGrace+time.Second {
-		t.Errorf("shutdown took %v with open connections", took)
 	}
 	c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {

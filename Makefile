@@ -7,7 +7,7 @@ GO      ?= go
 DEBS    := iproute2 iperf3 curl dnsutils iputils-ping procps jq passt tshark runc busybox-static util-linux netcat-openbsd
 BIN     := bin/podnet
 
-.PHONY: lab test deps build unit e2e rootless-setup bench clean kube-bin kube-bin-test conformance
+.PHONY: lab test deps build unit fuzz fuzz-short e2e rootless-setup bench clean kube-bin kube-bin-test conformance
 
 deps:
 	@command -v $(GO) >/dev/null || { echo "podnet needs Go >= 1.26 (https://go.dev/dl/) on PATH"; exit 1; }
@@ -31,7 +31,7 @@ lab: deps build
 # skip and say why.
 TEST_USER ?= podnettest
 
-test: deps kube-bin-test unit e2e
+test: deps kube-bin-test unit fuzz-short e2e
 
 # The components the end-to-end suite's Kubernetes-mode tests run: a control plane on loopback,
 # the nodes of TestCluster's `podnet cluster` (kubelet, containerd, the CNI loopback plugin), and
@@ -43,6 +43,16 @@ kube-bin-test:
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
+
+# Every parser that reads what a user, a pod or a peer sends is fuzzed (hack/fuzz.sh): `make fuzz`
+# runs each target for FUZZTIME (60s); `make test` runs each for a few seconds. The corpora are
+# kept in each package's testdata/fuzz (KEEP_CORPUS=1 adds what a run found).
+FUZZTIME ?= 60s
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
+fuzz-short:
+	GO=$(GO) FUZZTIME=3s hack/fuzz.sh
 
 e2e: rootless-setup
 	GO=$(GO) TEST_USER=$(TEST_USER) integration/run.sh

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	netstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
@@ -214,7 +215,9 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		total := int(binary.BigEndian.Uint16(ip[2:]))
-		if ihl < header.IPv4MinimumSize || total < ihl || total > len(ip) {
+		// A header whose checksum is wrong is dropped here, as a router drops it: WireGuard
+		// vouches for the peer, not for what the peer sends.
+		if ihl < header.IPv4MinimumSize || total < ihl || total > len(ip) || checksum.Checksum(ip[:ihl], 0) != 0xffff {
 			c.rxDropped.Add(1)
 			continue
 		}

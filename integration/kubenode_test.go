@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -434,6 +435,87 @@ spec:
 			t.Errorf("CHECK of a pod attached before the kill: %v %s", err, out)
 		}
 	})
+	t.Run("a node fails, is deleted, and comes back", func(t *testing.T) {
+		nb := nodes[1]
+		// exitCode is curl's exit status: 7 is "could not connect" (refused), 28 a timeout.
+		exitCode := func(err error) int {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode()
+			}
+			return 0
+		}
+		// node-b dies: its agent and its pod's server are killed.
+		nb.cmd.Process.Kill()
+		nb.cmd.Wait()
+		server.Process.Kill()
+		server.Wait()
+		// Kubernetes marks the pod not ready (the node lifecycle controller does, once the node
+		// misses its lease): the EndpointSlice has no ready endpoint, and node-a refuses new
+		// connections to the ClusterIP at once rather than sending them to a dead node.
+		setReady(t, ctx, client, pods[1].name, false)
+		waitFor(t, "the ClusterIP to refuse new connections", func() bool {
+			_, err := curl("http://" + svc.Spec.ClusterIP + "/")
+			return exitCode(err) == 7
+		})
+		// Nothing else on node-a stalls: its pods still get DNS answers.
+		if _, err := exec.LookPath("dig"); err == nil {
+			if out, err := inNS(pods[0].netns, "dig", "+short", "+time=2", "@10.96.0.10", "web.default.svc.cluster.local").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != svc.Spec.ClusterIP {
+				t.Errorf("DNS on node-a while node-b is down: %q (%v)", out, err)
+			}
+		}
+		// The Node is deleted: node-a drops its WireGuard peer and its routes, so traffic to
+		// node-b's pod range is refused at once instead of going into the overlay.
+		if err := client.CoreV1().Nodes().Delete(ctx, nb.name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "node-a to drop node-b's peer (a connection to its pod refused)", func() bool {
+			_, err := curl(fmt.Sprintf("http://%s:8080/", pods[1].ip))
+			return exitCode(err) == 7
+		})
+		// node-b comes back: its Node registers again, its agent starts with its old directories,
+		// and its pod's sandbox is made again; node-a is not restarted.
+		if _, err := client.CoreV1().Nodes().Create(ctx, &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: nb.name},
+			Status:     corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: nb.addr.String()}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		startKubeNode(top, nb, kubeconfig, dir)
+		waitFor(t, "node-b's agent back (CNI STATUS)", func() bool {
+			_, err := runCNI(nb, "STATUS", &kubePod{})
+			return err == nil
+		})
+		again := &kubePod{name: "web", netns: fmt.Sprintf("podnet-kt-b2-%d", os.Getpid()), id: "sandbox-web-2"}
+		if out, err := exec.Command("ip", "netns", "add", again.netns).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v %s", err, out)
+		}
+		top.Cleanup(func() { runCNI(nb, "DEL", again); exec.Command("ip", "netns", "del", again.netns).Run() })
+		out, err := runCNI(nb, "ADD", again)
+		if err != nil {
+			t.Fatalf("podnet-cni ADD on the node that came back: %v\n%s", err, out)
+		}
+		var res struct{ IPs []struct{ Address string } }
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.IPs) != 1 {
+			t.Fatalf("ADD result %s: %v", out, err)
+		}
+		again.ip = netip.MustParsePrefix(res.IPs[0].Address).Addr()
+		srv := inNS(again.netns, podnetBin, "serve", "--http", "8080")
+		srv.Env = append(os.Environ(), "POD_NAME=web")
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		top.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+		reportRunning(t, ctx, client, again)
+		waitFor(t, "pod to pod from node-a to the pod on node-b, which came back", func() bool {
+			out, err := curl(fmt.Sprintf("http://%s:8080/clientip", again.ip))
+			return err == nil && out == pods[0].ip.String()
+		})
+		waitFor(t, "the ClusterIP to answer again", func() bool {
+			out, err := curl("http://" + svc.Spec.ClusterIP + "/")
+			return err == nil && out == "web"
+		})
+	})
 	t.Run("CHECK and DEL", func(t *testing.T) {
 		if out, err := runCNI(nodes[0], "CHECK", pods[0]); err != nil {
 			t.Errorf("CHECK: %v %s", err, out)
@@ -584,6 +666,24 @@ func stopKubeNode(t *testing.T, n *kubeNode) {
 	case <-time.After(10 * time.Second):
 		n.cmd.Process.Kill()
 		<-done
+	}
+}
+
+// setReady sets the pod's Ready condition, as its kubelet (or the node lifecycle controller, for
+// a node that died) would.
+func setReady(t *testing.T, ctx context.Context, client kubernetes.Interface, name string, ready bool) {
+	t.Helper()
+	obj, err := client.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	obj.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status}}
+	if _, err := client.CoreV1().Pods("default").UpdateStatus(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

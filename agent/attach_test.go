@@ -12,7 +12,6 @@ import (
 	"github.com/podnet/podnet/attach"
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/internal/leakcheck"
-	"github.com/podnet/podnet/sandbox"
 )
 
 // TestAttachDetach builds an agent on an in-memory Source and attaches pod namespaces to it as a
@@ -41,15 +40,7 @@ func TestAttachDetach(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	newNS := func() *sandbox.Sandbox {
-		sb, err := sandbox.New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sb.Close() })
-		return sb
-	}
-	sb1, sb2 := newNS(), newNS()
+	sb1, sb2 := newSandbox(t), newSandbox(t)
 	req := attach.Request{ID: "pod-1", Namespace: "web", Name: "web-1", NetNS: sb1.Path()}
 	res, err := a.Attach(ctx, req)
 	if err != nil {
@@ -90,7 +81,7 @@ func TestAttachDetach(t *testing.T) {
 		t.Errorf("pod-2 got %v, want its earlier address %v", res2.IP, prev)
 	}
 	// Its earlier address is taken now: a third pod asking for it gets another.
-	sb3 := newNS()
+	sb3 := newSandbox(t)
 	res3, err := a.Attach(ctx, attach.Request{ID: "pod-3", NetNS: sb3.Path(), IP: prev})
 	if err != nil {
 		t.Fatal(err)

@@ -43,11 +43,7 @@ func TestHostPort(t *testing.T) {
 	a.Start()
 	t.Cleanup(func() { a.Close() })
 	ctx := context.Background()
-	sb, err := sandbox.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := newSandbox(t)
 	ln := listenIn(t, sb, 8080)
 	go func() {
 		for {

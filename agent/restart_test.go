@@ -21,6 +21,17 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// newSandbox makes a pod network namespace that goes when the test ends.
+func newSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	sb, err := sandbox.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	return sb
+}
+
 // dialIn connects to addr from the network namespace of sb.
 func dialIn(t *testing.T, sb *sandbox.Sandbox, addr string) net.Conn {
 	t.Helper()
@@ -56,15 +67,7 @@ func TestRestartKeepsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	a1.Start()
-	newNS := func() *sandbox.Sandbox {
-		sb, err := sandbox.New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sb.Close() })
-		return sb
-	}
-	client, server := newNS(), newNS()
+	client, server := newSandbox(t), newSandbox(t)
 	if _, err := a1.Attach(ctx, attach.Request{ID: "client", Namespace: "default", Name: "client", NetNS: client.Path()}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"runtime"
 
+	pnetns "github.com/podnet/podnet/internal/netns"
 	"github.com/podnet/podnet/tap"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -189,35 +190,7 @@ func Adopt(netns string, cfg Config) ([]*tap.Device, error) {
 		cfg.Queues = 1
 	}
 	var devs []*tap.Device
-	enter := func(fn func() error) error {
-		done := make(chan error, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
-			done <- fn()
-		}()
-		return <-done
-	}
-	ns := -1
-	if netns != "" {
-		var err error
-		if ns, err = unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			return nil, fmt.Errorf("podlink: adopt %s: open network namespace %s: %w", cfg.Name, netns, err)
-		}
-		defer unix.Close(ns)
-	} else {
-		netns = "the agent's own network namespace"
-	}
-	err := enter(func() error {
-		if ns >= 0 {
-			if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("enter network namespace: %w", err)
-			}
-		}
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return fmt.Errorf("netlink: %w", err)
-		}
-		defer h.Close()
+	where, err := inNamespace(netns, func(h *netlink.Handle) error {
 		link, err := h.LinkByName(cfg.Name)
 		if err != nil {
 			return fmt.Errorf("no such interface (%v): %w", err, os.ErrNotExist)
@@ -234,9 +207,37 @@ func Adopt(netns string, cfg Config) ([]*tap.Device, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("podlink: adopt %s in %s: %w", cfg.Name, netns, err)
+		return nil, fmt.Errorf("podlink: adopt %s in %s: %w", cfg.Name, where, err)
 	}
 	return devs, nil
+}
+
+// inNamespace runs fn with a route netlink handle on an OS thread inside the network namespace
+// at the path netns (empty: the caller's own), a thread that is discarded after, and returns
+// what to call the namespace in errors. A namespace that does not exist is os.ErrNotExist.
+func inNamespace(netns string, fn func(h *netlink.Handle) error) (string, error) {
+	run := func() error {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("netlink: %w", err)
+		}
+		defer h.Close()
+		return fn(h)
+	}
+	if netns == "" {
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
+			done <- run()
+		}()
+		return "the agent's own network namespace", <-done
+	}
+	ns, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return netns, fmt.Errorf("open network namespace: %w", err)
+	}
+	defer unix.Close(ns)
+	return netns, pnetns.Do(ns, run)
 }
 
 // Release removes the interface whose queues are devs: it clears persistence and closes every
@@ -314,39 +315,20 @@ func Check(netns string, cfg Config) error {
 	if cfg.Name == "" {
 		cfg.Name = "eth0"
 	}
-	ns, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	_, err := inNamespace(netns, func(h *netlink.Handle) error {
+		link, err := h.LinkByName(cfg.Name)
+		if err != nil {
+			return fmt.Errorf("no such interface: %w", err)
+		}
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			return errors.New("the interface is down")
+		}
+		return hasAddr(h, link, cfg.IP)
+	})
 	if err != nil {
-		return fmt.Errorf("podlink: open network namespace %s: %w", netns, err)
-	}
-	defer unix.Close(ns)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
-		done <- checkIn(ns, cfg)
-	}()
-	if err := <-done; err != nil {
 		return fmt.Errorf("podlink: %s in %s: %w", cfg.Name, netns, err)
 	}
 	return nil
-}
-
-func checkIn(ns int, cfg Config) error {
-	if err := unix.Setns(ns, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("enter network namespace: %w", err)
-	}
-	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-	if err != nil {
-		return fmt.Errorf("netlink: %w", err)
-	}
-	defer h.Close()
-	link, err := h.LinkByName(cfg.Name)
-	if err != nil {
-		return fmt.Errorf("no such interface: %w", err)
-	}
-	if link.Attrs().Flags&net.FlagUp == 0 {
-		return errors.New("the interface is down")
-	}
-	return hasAddr(h, link, cfg.IP)
 }
 
 // hasAddr reports whether link has the IPv4 address ip.

@@ -1,25 +1,32 @@
 #!/usr/bin/env bash
-# Floods against a 2-node lab, each measured against the same lab without it, in one run:
-#   - the lab daemon's resident memory (both nodes' agents run in it): idle before, the peak while
-#     the flood runs (sampled every 0.5 s), and 30 s after it ends;
-#   - an established iperf3 flow (pod on node-a to pod on node-b, 10 s) during the flood, against
+# Floods against a 2-node lab (or, with --cluster, a real 2-node `podnet cluster`: kubelets,
+# containerd, podnet as its DaemonSet), each measured against the same network without it, in
+# one run:
+#   - the agents' resident memory (lab: the daemon, where both nodes' agents run; cluster: the
+#     two `podnet node` processes, summed): idle before, the peak while the flood runs (sampled
+#     every 0.5 s), and 30 s after it ends;
+#   - an established iperf3 flow (pod on node A to pod on node B, 10 s) during the flood, against
 #     the same flow without one;
 #   - new connections from another pod during the flood: curl's connect time to a ClusterIP
 #     (20 tries, median and worst), against the same without a flood;
-#   - what the agents dropped or held back, by reason (their metrics, before and after).
-# The floods (hping3 --flood, 12 s each), from the pod `attacker` on node-a unless said:
+#   - what the agents dropped or held back, by reason (their metrics, before and after; the lab
+#     only: `podnet node` serves no metrics yet).
+# The floods (hping3 --flood, 12 s each), from the pod `attacker` on node A unless said:
 #   syn-clusterip  SYN flood to the ClusterIP of `web` (one source address, ports counting up)
-#   syn-pod        SYN flood to the pod `web` (on node-b) directly
+#   syn-pod        SYN flood to the pod `web` (on node B) directly
 #   udp-pod        UDP flood to the pod `web`
 #   udp-dns        UDP flood (DNS port) to the cluster DNS address
 #   spoofed        SYN flood to `web` from random source addresses (anti-spoofing drops them)
 #   fragments      UDP flood of fragments to `web`
-#   syn-nodeport   SYN flood from the host to node-a's NodePort of `web`
-#   syn-ingress    SYN flood from the host to node-a's Ingress port
-# Run as root: sudo bench/flood.sh   (needs hping3, iperf3, curl, jq, go; FLOODS="a b" to pick)
+#   syn-nodeport   SYN flood from outside (lab: the host; cluster: its bridge) to node A's NodePort
+#   syn-ingress    SYN flood from outside to node A's Ingress port
+# Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go; FLOODS="a b"
+# to pick; the cluster needs `make kube-bin`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=lab
+[ "${1:-}" = --cluster ] && MODE=cluster
 LAB=pnflood
 SECS=12
 FLOODS=${FLOODS:-"syn-clusterip syn-pod udp-pod udp-dns spoofed fragments syn-nodeport syn-ingress"}
@@ -34,7 +41,13 @@ LAB_STARTED=0
 cleanup() {
 	set +e
 	pkill -f "hping3 .*--flood" 2>/dev/null
-	if [ "$LAB_STARTED" = 1 ]; then "$PODNET" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: lab down failed" >&2; fi
+	if [ "$LAB_STARTED" = 1 ]; then
+		if [ "$MODE" = lab ]; then
+			"$PODNET" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: lab down failed" >&2
+		else
+			bin/podnet cluster down --name "$LAB" >/dev/null 2>&1 || echo "warning: cluster down failed" >&2
+		fi
+	fi
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -43,48 +56,131 @@ trap 'exit 130' INT TERM
 go build -o "$PODNET" ./cmd/podnet
 pn() { "$PODNET" --name "$LAB" "$@"; }
 
-cat >"$TMP/lab.yaml" <<EOF
-apiVersion: podnet.dev/v1alpha1
-kind: Lab
-metadata: {name: $LAB}
-spec:
-  nodes: [{name: node-a}, {name: node-b}]
----
+if [ "$MODE" = lab ]; then
+	cat >"$TMP/lab.yaml" <<-EOF
+	apiVersion: podnet.dev/v1alpha1
+	kind: Lab
+	metadata: {name: $LAB}
+	spec:
+	  nodes: [{name: node-a}, {name: node-b}]
+	---
+	apiVersion: v1
+	kind: Pod
+	metadata: {name: attacker}
+	spec:
+	  nodeName: node-a
+	  containers: [{name: c, command: ["sleep", "infinity"]}]
+	---
+	apiVersion: v1
+	kind: Pod
+	metadata: {name: client}
+	spec:
+	  nodeName: node-a
+	  containers: [{name: c, command: ["sleep", "infinity"]}]
+	---
+	apiVersion: v1
+	kind: Pod
+	metadata: {name: prober}
+	spec:
+	  nodeName: node-a
+	  containers: [{name: c, command: ["sleep", "infinity"]}]
+	---
+	apiVersion: v1
+	kind: Pod
+	metadata: {name: web, labels: {app: web}}
+	spec:
+	  nodeName: node-b
+	  containers:
+	  - {name: web, command: ["$PODNET", "serve", "--http", "80"], readinessProbe: {tcpSocket: {port: 80}}}
+	---
+	apiVersion: v1
+	kind: Pod
+	metadata: {name: server}
+	spec:
+	  nodeName: node-b
+	  containers: [{name: iperf, command: ["iperf3", "-s"]}]
+	---
+	apiVersion: v1
+	kind: Service
+	metadata: {name: web}
+	spec:
+	  type: NodePort
+	  selector: {app: web}
+	  ports: [{port: 80, nodePort: 30080}]
+	---
+	apiVersion: networking.k8s.io/v1
+	kind: Ingress
+	metadata: {name: web}
+	spec:
+	  rules:
+	  - http:
+	      paths:
+	      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+	EOF
+	pn lab up -f "$TMP/lab.yaml" --timeout 120s >/dev/null
+	LAB_STARTED=1
+	pid=$(pn lab status | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')
+	[ -n "$pid" ] || { echo "no daemon pid" >&2; exit 1; }
+	pexec() { pn exec "$1" -- "${@:2}"; }
+	OUTSIDE=""
+	podip() { pn get pods -o json | jq -r --arg n "$1" '.items[] | select(.metadata.name==$n) | .status.podIP'; }
+	WEB=$(podip web) SERVER=$(podip server)
+	VIP=$(pn get svc web -o json | jq -r '.items[0].spec.clusterIP // .spec.clusterIP')
+	NODEA=$(pn get nodes -o json | jq -r '.items[] | select(.metadata.name=="node-a") | .status.addresses[] | select(.type=="InternalIP") | .address')
+	INGRESS_PORT=$(pn lab status | awk '/^Ingress:/{print $4}')
+	DNS=10.96.0.10
+	metrics() { curl -s --unix-socket "/run/podnet/$LAB/lab.sock" http://lab/metrics; }
+	rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status"; }
+	# drops: "reason=value" lines of every drop and hold-back counter, summed over the nodes.
+	drops() {
+		metrics | awk '
+			/^podnet_(stack_dropped_frames_total|overlay_dropped_packets_total|overlay_window_waits_total)/ {
+				match($0, /reason="[^"]*"|direction="[^"]*"/); r = substr($0, RSTART, RLENGTH); sub(/^[a-z]*=/, "", r); gsub(/"/, "", r)
+				split($1, n, "{"); k = n[1] "/" r; v[k] += $2 }
+			/^podnet_service_flows_total/ && !/translated/ {
+				match($0, /result="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); v["service_flows/" r] += $2 }
+			END { for (k in v) print k, v[k] }' | sed 's/^podnet_//; s/_total\//\//' | sort
+	}
+
+else
+	go build -o bin/podnet ./cmd/podnet
+	go build -o bin/podnet-cni ./cmd/podnet-cni
+	hack/kube-bin.sh etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl containerd cni-plugins >/dev/null
+	K=bin/kube/kubectl
+	bin/podnet cluster down --name "$LAB" >/dev/null 2>&1 || true
+	bin/podnet cluster up --name "$LAB" >/dev/null
+	LAB_STARTED=1
+	export KUBECONFIG=/var/lib/podnet-cluster/$LAB/kubeconfig
+	tb() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2]}"; }
+	$K apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: attacker}
-spec:
-  nodeName: node-a
-  containers: [{name: c, command: ["sleep", "infinity"]}]
+spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: client}
-spec:
-  nodeName: node-a
-  containers: [{name: c, command: ["sleep", "infinity"]}]
+spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: prober}
-spec:
-  nodeName: node-a
-  containers: [{name: c, command: ["sleep", "infinity"]}]
+spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server}
+spec: {nodeName: node-2, containers: [$(tb c 'iperf3, -s')]}
 ---
 apiVersion: v1
 kind: Pod
 metadata: {name: web, labels: {app: web}}
 spec:
-  nodeName: node-b
+  nodeName: node-2
   containers:
-  - {name: web, command: ["$PODNET", "serve", "--http", "80"], readinessProbe: {tcpSocket: {port: 80}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server}
-spec:
-  nodeName: node-b
-  containers: [{name: iperf, command: ["iperf3", "-s"]}]
+  - {name: web, image: docker.io/library/podnet:dev, imagePullPolicy: Never, command: [/podnet, serve, --http, "80"],
+     readinessProbe: {tcpSocket: {port: 80}, periodSeconds: 1}}
 ---
 apiVersion: v1
 kind: Service
@@ -98,38 +194,31 @@ apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {name: web}
 spec:
+  ingressClassName: podnet
   rules:
   - http:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
-EOF
-pn lab up -f "$TMP/lab.yaml" --timeout 120s >/dev/null
-LAB_STARTED=1
-pid=$(pn lab status | sed -n 's/.*daemon pid \([0-9]*\).*/\1/p')
-[ -n "$pid" ] || { echo "no daemon pid" >&2; exit 1; }
-podip() { pn get pods -o json | jq -r --arg n "$1" '.items[] | select(.metadata.name==$n) | .status.podIP'; }
-WEB=$(podip web) SERVER=$(podip server)
-VIP=$(pn get svc web -o json | jq -r '.items[0].spec.clusterIP // .spec.clusterIP')
-NODEA=$(pn get nodes -o json | jq -r '.items[] | select(.metadata.name=="node-a") | .status.addresses[] | select(.type=="InternalIP") | .address')
-INGRESS_PORT=$(pn lab status | awk '/^Ingress:/{print $4}')
-DNS=10.96.0.10
-metrics() { curl -s --unix-socket "/run/podnet/$LAB/lab.sock" http://lab/metrics; }
-rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status"; }
-# drops: "reason=value" lines of every drop and hold-back counter, summed over the nodes.
-drops() {
-	metrics | awk '
-		/^podnet_(stack_dropped_frames_total|overlay_dropped_packets_total|overlay_window_waits_total)/ {
-			match($0, /reason="[^"]*"|direction="[^"]*"/); r = substr($0, RSTART, RLENGTH); sub(/^[a-z]*=/, "", r); gsub(/"/, "", r)
-			split($1, n, "{"); k = n[1] "/" r; v[k] += $2 }
-		/^podnet_service_flows_total/ && !/translated/ {
-			match($0, /result="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); v["service_flows/" r] += $2 }
-		END { for (k in v) print k, v[k] }' | sed 's/^podnet_//; s/_total\//\//' | sort
-}
-iperf() { pn exec client -- iperf3 -c "$SERVER" -t 10 -J | jq '.end.sum_received.bits_per_second / 1e9'; }
+YAML
+	$K wait --for=condition=Ready pod/attacker pod/client pod/prober pod/server pod/web --timeout=180s >/dev/null
+	pexec() { $K exec "$1" -- "${@:2}"; }
+	podip() { $K get pod "$1" -o jsonpath='{.status.podIP}'; }
+	WEB=$(podip web) SERVER=$(podip server)
+	VIP=$($K get svc web -o jsonpath='{.spec.clusterIP}')
+	NODEA=$($K get node node-1 -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+	INGRESS_PORT=80
+	DNS=$($K -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+	DNS=${DNS:-10.96.0.10}
+	OUTSIDE="ip netns exec podnet-$LAB"
+	# The agents' memory: the two `podnet node` processes, summed.
+	rss() { for p in $(pgrep -f '^/podnet node'); do awk '/VmRSS/{print int($2/1024)}' "/proc/$p/status"; done | awk '{s += $1} END {print s}'; }
+	drops() { :; }
+fi
+iperf() { pexec client iperf3 -c "$SERVER" -t 10 -J | jq '.end.sum_received.bits_per_second / 1e9'; }
 # connects: 20 connect times (ms) to the ClusterIP from the pod prober, one per line.
 connects() {
 	for _ in $(seq 20); do
-		pn exec prober -- curl -s -o /dev/null --max-time 5 -w '%{time_connect}\n' "http://$VIP/" || echo 5
+		pexec prober curl -s -o /dev/null --max-time 5 -w '%{time_connect}\n' "http://$VIP/" || echo 5
 		sleep 0.2
 	done | awk '{printf "%.1f\n", $1 * 1000}' | sort -n
 }
@@ -152,9 +241,9 @@ flood_cmd() {
 start_flood() {
 	read -r where cmd < <(flood_cmd "$1")
 	if [ "$where" = pod ]; then
-		timeout "$SECS" "$PODNET" --name "$LAB" exec attacker -- $cmd >/dev/null 2>&1 &
+		timeout "$SECS" bash -c "$(declare -f pexec); K=${K:-}; PODNET=$PODNET; LAB=$LAB; KUBECONFIG=${KUBECONFIG:-}; export KUBECONFIG; pexec attacker $cmd" >/dev/null 2>&1 &
 	else
-		timeout "$SECS" $cmd >/dev/null 2>&1 &
+		timeout "$SECS" $OUTSIDE $cmd >/dev/null 2>&1 &
 	fi
 }
 

@@ -112,8 +112,13 @@ func Toolbox() (ociimage.Image, error) {
 		return ociimage.Image{}, fmt.Errorf("toolbox image: %s --list: %v (apt-get install busybox-static)", busybox, err)
 	}
 	progs := toolboxPrograms
-	if _, err := os.Stat("/usr/bin/iperf3"); err == nil {
-		progs = append(progs, "/usr/bin/iperf3") // for bench/cluster.sh, where Debian's iperf3 is installed
+	for _, p := range []string{
+		"/usr/bin/iperf3",  // for bench/cluster.sh, where Debian's iperf3 is installed
+		"/usr/sbin/hping3", // for bench/flood.sh --cluster, where Debian's hping3 is installed
+	} {
+		if _, err := os.Stat(p); err == nil {
+			progs = append(progs, p)
+		}
 	}
 	progs = append(progs, "/usr/bin/nc.openbsd", "/usr/bin/dash")
 	files, err := ociimage.Programs(progs...)

@@ -241,7 +241,7 @@ flood_cmd() {
 start_flood() {
 	read -r where cmd < <(flood_cmd "$1")
 	if [ "$where" = pod ]; then
-		timeout "$SECS" bash -c "$(declare -f pexec); K=${K:-}; PODNET=$PODNET; LAB=$LAB; KUBECONFIG=${KUBECONFIG:-}; export KUBECONFIG; pexec attacker $cmd" >/dev/null 2>&1 &
+		(pexec attacker timeout "$SECS" $cmd) >/dev/null 2>&1 &
 	else
 		timeout "$SECS" $OUTSIDE $cmd >/dev/null 2>&1 &
 	fi

@@ -2,14 +2,17 @@
 // take, soon after the burst, rather than when the Go runtime's background scavenger gets to it
 // (minutes). A flood grows the heap (wireguard-go keeps a 64 KiB buffer per packet it holds, in
 // sync.Pools), and the collector frees it once the flood ends, but the pages stay with the
-// process, so its resident memory stays at the flood's peak. Run checks the heap every few
-// seconds and, when more than a threshold of it is free but not yet returned, collects and
-// returns it (runtime/debug.FreeOSMemory). A quiet process never reaches the threshold and pays
-// only the check.
+// process, so its resident memory stays at the flood's peak; and buffers in a sync.Pool count as
+// in use until two collections have passed, which an idle process may not start for minutes.
+// Run checks the heap every few seconds and, when more than a threshold of it is free but not
+// returned, or the heap in use has grown by more than the threshold, collects and returns what
+// is free (runtime/debug.FreeOSMemory). A quiet process never reaches the threshold and pays only
+// the check.
 package scavenge
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -21,13 +24,27 @@ const (
 	DefaultThreshold = 32 << 20
 )
 
-// Run checks every interval until ctx ends, and returns free heap memory to the system when
-// more than threshold bytes of it are held. It reports how many times it did.
+// Run checks every interval until ctx ends, and collects and returns memory to the system when
+// more than threshold bytes of free heap are held, or when the heap in use has grown by more than
+// threshold since the last time it did. It collects twice: a sync.Pool (where wireguard-go keeps
+// its buffers) keeps what it holds through one collection. It reports how many times it did.
 func Run(ctx context.Context, interval time.Duration, threshold uint64) int {
 	samples := []metrics.Sample{
-		{Name: "/memory/classes/heap/free:bytes"},   // free, not yet returned
-		{Name: "/memory/classes/heap/unused:bytes"}, // in spans in use, unused
+		{Name: "/memory/classes/heap/objects:bytes"}, // in use
+		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
+		{Name: "/memory/classes/heap/unused:bytes"},  // in spans in use, unused
 	}
+	read := func() (inUse, held uint64) {
+		metrics.Read(samples)
+		v := func(i int) uint64 {
+			if samples[i].Value.Kind() == metrics.KindUint64 {
+				return samples[i].Value.Uint64()
+			}
+			return 0
+		}
+		return v(0), v(1) + v(2)
+	}
+	floor, _ := read() // the heap in use after the last collection of ours
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	n := 0
@@ -37,15 +54,11 @@ func Run(ctx context.Context, interval time.Duration, threshold uint64) int {
 			return n
 		case <-t.C:
 		}
-		metrics.Read(samples)
-		var held uint64
-		for _, s := range samples {
-			if s.Value.Kind() == metrics.KindUint64 {
-				held += s.Value.Uint64()
-			}
-		}
-		if held > threshold {
+		inUse, held := read()
+		if held > threshold || inUse > floor+threshold {
+			runtime.GC()
 			debug.FreeOSMemory()
+			floor, _ = read()
 			n++
 		}
 	}

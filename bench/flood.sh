@@ -255,7 +255,7 @@ BASE_TPUT=$(iperf)
 BASE_CONN=$(connects)
 base_med=$(median <<<"$BASE_CONN") base_worst=$(worst <<<"$BASE_CONN")
 echo
-echo "without a flood: lab daemon ${IDLE} MiB resident; iperf3 ${BASE_TPUT} Gbit/s; new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
+echo "without a flood: the agents ${IDLE} MiB resident; iperf3 ${BASE_TPUT} Gbit/s; new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
 echo
 printf '%-14s %6s %6s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "Gbit/s" "ratio" "conn-med" "worst" "drops and waits during the flood (by reason)"
 for f in $FLOODS; do
@@ -280,5 +280,5 @@ for f in $FLOODS; do
 	printf '%-14s %6s %6s %6s %9.2f %6s %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$tput" "$ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
 done
 echo
-echo "memory in MiB (the lab daemon: both nodes' agents); conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node-a during the flood"
+echo "memory in MiB (both nodes' agents: the lab daemon, or the two podnet node processes); conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node A during the flood"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -21,7 +21,8 @@
 #   syn-nodeport   SYN flood from outside (lab: the host; cluster: its bridge) to node A's NodePort
 #   syn-ingress    SYN flood from outside to node A's Ingress port
 # Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go; FLOODS="a b"
-# to pick; the cluster needs `make kube-bin`)
+# to pick; the cluster needs `make kube-bin`; ATTACKER_CPU=500m gives the cluster's attacker pod
+# a CPU limit, as a real cluster's pods have)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -152,11 +153,16 @@ else
 	LAB_STARTED=1
 	export KUBECONFIG=/var/lib/podnet-cluster/$LAB/kubeconfig
 	tb() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2]}"; }
+	ATTACKER_LIMIT=""
+	[ -n "${ATTACKER_CPU:-}" ] && ATTACKER_LIMIT=", resources: {limits: {cpu: \"$ATTACKER_CPU\"}}"
 	$K apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: attacker}
-spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
+spec:
+  nodeName: node-1
+  containers:
+  - {name: c, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [sleep, "3600"]$ATTACKER_LIMIT}
 ---
 apiVersion: v1
 kind: Pod

@@ -54,12 +54,23 @@ func Run(ctx context.Context, interval time.Duration, threshold uint64) int {
 			return n
 		case <-t.C:
 		}
-		inUse, held := read()
-		if held > threshold || inUse > floor+threshold {
-			runtime.GC()
-			debug.FreeOSMemory()
+		if inUse, held := read(); due(inUse, held, floor, threshold) {
+			collect()
 			floor, _ = read()
 			n++
 		}
 	}
+}
+
+// due reports whether to collect: more than threshold bytes of heap free but held, or the heap
+// in use grown by more than threshold since floor.
+func due(inUse, held, floor, threshold uint64) bool {
+	return held > threshold || inUse > floor+threshold
+}
+
+// collect collects twice, so that what sync.Pools held through the first collection goes too,
+// and returns the free heap to the system.
+func collect() {
+	runtime.GC()
+	debug.FreeOSMemory()
 }

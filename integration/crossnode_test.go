@@ -79,7 +79,8 @@ func (s *stallReader) Read(b []byte) (int, error) {
 }
 
 // tcpSource sends PODNET_TEST_BYTES pseudo-random bytes (seeded, so reproducible) to addr,
-// pausing PODNET_TEST_PAUSE_MS after each MiB, and prints the count and SHA-256.
+// pausing PODNET_TEST_PAUSE_MS after each MiB, and prints the count and SHA-256. If
+// PODNET_TEST_PROGRESS names a file, it writes the bytes sent so far there after each MiB.
 func tcpSource(addr string) int {
 	total, _ := strconv.Atoi(os.Getenv("PODNET_TEST_BYTES"))
 	pause, _ := strconv.Atoi(os.Getenv("PODNET_TEST_PAUSE_MS"))
@@ -107,6 +108,9 @@ func tcpSource(addr string) int {
 		}
 		h.Write(buf[:n])
 		sent += n
+		if p := os.Getenv("PODNET_TEST_PROGRESS"); p != "" {
+			os.WriteFile(p, []byte(strconv.Itoa(sent)), 0o644)
+		}
 		if pause > 0 {
 			time.Sleep(time.Duration(pause) * time.Millisecond)
 		}
@@ -149,14 +153,21 @@ spec:
 `
 
 // transfer sends size bytes from pod from to pod to over TCP (port 9000) and checks that what
-// arrived has the sender's SHA-256. during, if set, runs while the transfer is under way.
+// arrived has the sender's SHA-256. during, if set, runs while the transfer is under way; sent
+// reports how many bytes the sender has written so far.
 //
 // It returns the longest time the receiver waited for data once it had started.
-func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, pauseMS int, during func()) time.Duration {
+func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, pauseMS int, during func(sent func() int)) time.Duration {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
+	}
+	progress := filepath.Join(t.TempDir(), "sent")
+	sentSoFar := func() int {
+		b, _ := os.ReadFile(progress)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
 	}
 	sink := exec.Command(podnetBin, "--name", l.name, "exec", to, "--", "env", "PODNET_TEST_SINK=9000", self)
 	var sinkOut, sinkErr bytes.Buffer
@@ -168,14 +179,15 @@ func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, paus
 	srcDone := make(chan string, 1)
 	go func() {
 		out, err := l.podnet("exec", from, "--", "env", "PODNET_TEST_SOURCE="+toIP+":9000",
-			"PODNET_TEST_BYTES="+strconv.Itoa(size), "PODNET_TEST_PAUSE_MS="+strconv.Itoa(pauseMS), self)
+			"PODNET_TEST_BYTES="+strconv.Itoa(size), "PODNET_TEST_PAUSE_MS="+strconv.Itoa(pauseMS),
+			"PODNET_TEST_PROGRESS="+progress, self)
 		if err != nil {
 			out = "error: " + err.Error()
 		}
 		srcDone <- out
 	}()
 	if during != nil {
-		during()
+		during(sentSoFar)
 	}
 	var sent string
 	select {
@@ -319,7 +331,7 @@ func TestCrossNodePods(t *testing.T) {
 		expectRejected(t, l, "node-a", ip["web-a"], nil)
 	})
 	t.Run("key rotation keeps a connection", func(t *testing.T) {
-		l.transfer(t, "web-a", "web-c", ip["web-c"], 40<<20, 100, func() {
+		l.transfer(t, "web-a", "web-c", ip["web-c"], 40<<20, 100, func(func() int) {
 			time.Sleep(time.Second)
 			out := l.must(t, "lab", "rotate-key", "node-a")
 			if !strings.Contains(out, "new WireGuard public key") {

@@ -738,17 +738,19 @@ func (s *Stack) Close() error {
 	}
 	s.closed = true
 	pods := s.byIP
-	s.byIP = make(map[[4]byte]*pod)
-	s.publishLocked()
 	var errs []error
 	for _, p := range pods {
 		if err := s.stopLocked(p); err != nil {
 			errs = append(errs, fmt.Errorf("detach pod %v: %w", p.ip, err))
 		}
 	}
-	// Only now, with no reader left: a frame to another node's pod read before would reach the
-	// netstack, which would answer it with a RST in that pod's name and cut a connection that
-	// the next agent of the node could have carried on.
+	// Only now, with no reader left, are the pods and the remote routes taken out of the
+	// tables: a frame read before to a pod of this node or of another would reach the netstack,
+	// which would answer it with a RST in that pod's name and cut a connection that the next
+	// agent of the node could have carried on. (A frame to a pod already stopped goes to its
+	// closed port and is dropped; TCP sends it again.)
+	s.byIP = make(map[[4]byte]*pod)
+	s.publishLocked()
 	s.remote.Store(nil)
 	s.mu.Unlock()
 

@@ -105,6 +105,9 @@ type Options struct {
 	// port): the lab's hostLoopback setting maps the host's 127.0.0.1 there. The zero Addr (as in
 	// Kubernetes mode) refuses them: a pod must not reach the node's loopback services.
 	HostLoopback netip.Addr
+	// DisableFlows turns the flow log off (flows.go): no new flow is named or kept, and the data
+	// path does not look for them.
+	DisableFlows bool
 	// NodeInterface, if set, is the name of the node's own interface to its pods (Kubernetes
 	// mode: "podnet0"): a TAP the agent makes in its own network namespace (the node's), holding
 	// NodeLinkAddress, with routes for the cluster and service CIDRs through the data path, so
@@ -137,7 +140,7 @@ type Agent struct {
 	ingress      *ingress.Controller
 	ingressState ingressState
 
-	// policyState is owned by the goroutine of Run; flows keeps the latest policy verdicts.
+	// policyState is owned by the goroutine of Run; flows keeps the latest flows (flows.go).
 	policyState policyState
 	flows       flowLog
 
@@ -247,6 +250,10 @@ func New(opts Options) (*Agent, error) {
 
 		hostPortServers: make(map[netip.Addr]*hostPortServer),
 	}
+	a.flows.node = opts.NodeName
+	if !opts.DisableFlows {
+		st.SetFlowObserver(a.flows.observe)
+	}
 	a.nodePorts = proxy.NewNodePorts(proxy.NodePortOptions{
 		Address: opts.NodeAddress,
 		Proxy:   px,
@@ -347,6 +354,7 @@ func (a *Agent) reconcile() {
 	a.syncDNS()
 	a.syncPolicy()
 	a.syncIngress()
+	a.flows.setNames(a.opts.Source.Pods(), a.opts.Source.Services())
 }
 
 func (a *Agent) shutdown() {

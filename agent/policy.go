@@ -3,7 +3,6 @@ package agent
 import (
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/podnet/podnet/policy"
@@ -12,137 +11,35 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 )
 
-// flowLogSize is how many of the latest policy verdicts each agent keeps for `podnet flows`.
-const flowLogSize = 4096
-
-// FlowRecord is one verdict of NetworkPolicy on a new flow: a TCP connection attempt or the first
-// datagram of a UDP flow, from a pod this node isolates for egress or to one it isolates for
-// ingress.
-type FlowRecord struct {
-	Time      time.Time `json:"time"`
-	Node      string    `json:"node"`
-	Protocol  string    `json:"protocol"` // TCP, UDP, SCTP
-	Source    string    `json:"source"`   // ns/pod, or the address if it is no pod
-	SourceIP  string    `json:"sourceIP"`
-	Dest      string    `json:"dest"` // ns/pod, or the address
-	DestIP    string    `json:"destIP"`
-	Port      uint16    `json:"port"`      // the destination port
-	Direction string    `json:"direction"` // Egress (judged at the source) or Ingress (at the destination)
-	Allowed   bool      `json:"allowed"`
-	Policies  []string  `json:"policies"` // the policies that allowed it, or that isolated the pod and allowed nothing
-}
-
-// policyFilter is the stack's view of the compiled NetworkPolicy: it decides, and keeps the
-// verdicts for `podnet flows` and the per-policy deny counters.
+// policyFilter is the stack's view of the compiled NetworkPolicy: it decides; the flow log
+// (flows.go) names its verdicts.
 type policyFilter struct {
-	t     *policy.Table
-	names map[netip.Addr]string // pod address → ns/name
-	a     *Agent
+	t *policy.Table
+	a *Agent
 }
 
 var _ stack.Filter = (*policyFilter)(nil)
 
 func (f *policyFilter) Isolated(a netip.Addr) (bool, bool) { return f.t.Isolated(a) }
 
-func (f *policyFilter) Allow(proto uint8, src, dst netip.AddrPort, egress bool) bool {
+func (f *policyFilter) Allow(proto uint8, src, dst netip.AddrPort, egress bool) (bool, uint32) {
 	if !egress && src.Addr() == f.a.NodeLinkAddress() {
 		// The node's own traffic to its pods (the kubelet's probes) is always allowed, as
 		// Kubernetes asks of a NetworkPolicy implementation.
-		return true
+		return true, 0
 	}
 	dir := policy.Ingress
 	if egress {
 		dir = policy.Egress
 	}
 	allowed, decider := f.t.Allows(policy.Flow{Src: src.Addr(), Dst: dst.Addr(), Proto: policy.Protocol(proto), Port: dst.Port()}, dir)
-	f.a.flows.add(f, proto, src, dst, dir, allowed, decider)
-	return allowed
+	return allowed, uint32(decider)
 }
 
-// flowLog is an agent's ring of the latest verdicts and its deny counters per policy.
-type flowLog struct {
-	mu     sync.Mutex
-	ring   []FlowRecord      // guarded by mu
-	next   int               // guarded by mu: where the next record goes once ring is full
-	denied map[string]uint64 // guarded by mu: denied flows per policy ("ns/name")
+// policies names the set of policies decider stands for (Allow's).
+func (f *policyFilter) policies(decider uint32) []string {
+	return f.t.Policies(policy.PolicySet(decider))
 }
-
-func (l *flowLog) add(f *policyFilter, proto uint8, src, dst netip.AddrPort, dir policy.Direction, allowed bool, decider policy.PolicySet) {
-	r := FlowRecord{
-		Time:      time.Now(),
-		Node:      f.a.opts.NodeName,
-		Protocol:  protoName(proto),
-		Source:    nameOf(f.names, src.Addr()),
-		SourceIP:  src.Addr().String(),
-		Dest:      nameOf(f.names, dst.Addr()),
-		DestIP:    dst.Addr().String(),
-		Port:      dst.Port(),
-		Direction: "Ingress",
-		Allowed:   allowed,
-		Policies:  f.t.Policies(decider),
-	}
-	if dir == policy.Egress {
-		r.Direction = "Egress"
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !allowed {
-		if l.denied == nil {
-			l.denied = map[string]uint64{}
-		}
-		for _, p := range r.Policies {
-			l.denied[p]++
-		}
-	}
-	if len(l.ring) < flowLogSize {
-		l.ring = append(l.ring, r)
-		return
-	}
-	l.ring[l.next] = r
-	l.next = (l.next + 1) % flowLogSize
-}
-
-// records returns the kept verdicts, oldest first.
-func (l *flowLog) records() []FlowRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := make([]FlowRecord, 0, len(l.ring))
-	out = append(out, l.ring[l.next:]...)
-	return append(out, l.ring[:l.next]...)
-}
-
-// deniedByPolicy returns a copy of the deny counters.
-func (l *flowLog) deniedByPolicy() map[string]uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	m := make(map[string]uint64, len(l.denied))
-	for k, v := range l.denied {
-		m[k] = v
-	}
-	return m
-}
-
-func nameOf(names map[netip.Addr]string, a netip.Addr) string {
-	if n, ok := names[a]; ok {
-		return n
-	}
-	return a.String()
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 132:
-		return "SCTP"
-	}
-	return "?"
-}
-
-// Flows returns the agent's latest NetworkPolicy verdicts, oldest first.
-func (a *Agent) Flows() []FlowRecord { return a.flows.records() }
 
 // policyState is what the last syncPolicy saw.
 type policyState struct {
@@ -166,8 +63,8 @@ func (a *Agent) syncPolicy() {
 		return
 	}
 	start := time.Now()
-	t, names := CompilePolicy(pols, nss, pods)
-	a.stack.SetFilter(&policyFilter{t: t, names: names, a: a})
+	t, _ := CompilePolicy(pols, nss, pods)
+	a.stack.SetFilter(&policyFilter{t: t, a: a})
 	a.metrics.policySync.Observe(time.Since(start).Seconds())
 }
 

@@ -78,6 +78,7 @@ Start the built-in example lab with "podnet lab up", then look around with "podn
 		newServeCommand(g),
 		newPolicyCommand(g),
 		newFlowsCommand(g),
+		newCaptureCommand(g),
 		newNodeCommand(),
 		newCNIInstallCommand(),
 		newClusterCommand(g),

@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
+	"github.com/podnet/podnet/inspect"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -257,11 +257,9 @@ func (c *Client) RestartAgent(node string) (string, error) {
 	return out.Gap, err
 }
 
-// Flows returns the latest NetworkPolicy verdicts of every node of the lab, oldest first.
-func (c *Client) Flows() ([]agent.FlowRecord, error) {
-	var out []agent.FlowRecord
-	err := c.do(http.MethodGet, "/v1/flows", nil, nil, &out)
-	return out, err
+// Inspect returns a client of the lab's flows and captures.
+func (c *Client) Inspect() *inspect.Client {
+	return inspect.NewClient(filepath.Join(c.Dir, "lab.sock"))
 }
 
 // ExplainPolicy returns the verdict of the lab's NetworkPolicies on a flow from (NS/POD) to (NS/POD

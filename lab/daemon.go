@@ -36,6 +36,7 @@ import (
 	"github.com/podnet/podnet/agent"
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/ingress"
+	"github.com/podnet/podnet/inspect"
 	"github.com/podnet/podnet/internal/scavenge"
 	"github.com/podnet/podnet/lab/podruntime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -337,7 +338,9 @@ func (d *daemon) routes() http.Handler {
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)
 	mux.HandleFunc("POST /v1/rotate-key", d.handleRotateKey)
 	mux.HandleFunc("POST /v1/restart-agent", d.handleRestartAgent)
-	mux.HandleFunc("GET /v1/flows", d.handleFlows)
+	insp := inspect.Handler(d.inspectAgents)
+	mux.Handle("GET /v1/flows", insp)
+	mux.Handle("GET /v1/capture", insp)
 	mux.HandleFunc("GET /v1/policy/explain", d.handleExplain)
 	mux.HandleFunc("POST /v1/down", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "stopping"})

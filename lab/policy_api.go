@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -13,18 +12,16 @@ import (
 	"github.com/podnet/podnet/policy"
 )
 
-// handleFlows answers GET /v1/flows: the latest NetworkPolicy verdicts of every node, oldest first.
-func (d *daemon) handleFlows(w http.ResponseWriter, r *http.Request) {
+// inspectAgents returns the nodes' agents for the inspect API (flows, captures); a restarting
+// node's is nil.
+func (d *daemon) inspectAgents() map[string]*agent.Agent {
 	d.mu.Lock()
-	var all []agent.FlowRecord
-	for _, n := range d.agents {
-		if a := n.agent.cur.Load(); a != nil {
-			all = append(all, a.Flows()...)
-		}
+	defer d.mu.Unlock()
+	m := make(map[string]*agent.Agent, len(d.agents))
+	for name, n := range d.agents {
+		m[name] = n.agent.cur.Load()
 	}
-	d.mu.Unlock()
-	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
-	writeJSON(w, http.StatusOK, all)
+	return m
 }
 
 // handleExplain answers GET /v1/policy/explain?from=NS/POD&to=NS/POD|IP&port=PORT/PROTO with the

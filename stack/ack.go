@@ -92,7 +92,7 @@ func (d *delayedAcks) flush(l *podLink) {
 	d.armed = false
 	d.mu.Unlock()
 	for _, f := range held {
-		if err := l.port.WriteFrame(f); err != nil {
+		if err := l.writeFrame(f); err != nil {
 			l.ctr.fromStackErrors.Add(1)
 			continue
 		}

@@ -23,7 +23,7 @@ var RewriteFlow = rewriteFlow
 // NATProbe drives translateOut and translateReply on a raw IPv4 packet, as
 // the readers do.
 func (s *Stack) NATOut(ip []byte, partial bool) bool {
-	return s.translateOut(nil, ip, partial) == natDone
+	return s.translateOut(nil, ip, partial, nil) == natDone
 }
 func (s *Stack) NATReply(ip []byte) bool { return s.translateReply(ip, false) }
 

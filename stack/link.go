@@ -32,8 +32,9 @@ type podLink struct {
 	podMAC [6]byte
 	gwMAC  [6]byte
 	mtu    atomic.Uint32
-	frames *sync.Pool // of *[]byte, MaxFrameLen long, shared by all links
-	ctr    *counters  // the pod's counters
+	frames *sync.Pool  // of *[]byte, MaxFrameLen long, shared by all links
+	ctr    *counters   // the pod's counters
+	capt   *captureSet // the pod's captures
 
 	mu         sync.RWMutex
 	dispatcher netstack.NetworkDispatcher // guarded by mu
@@ -254,7 +255,7 @@ func (l *podLink) WritePackets(pkts netstack.PacketBufferList) (int, tcpip.Error
 			n++ // sent later, or carried by the next segment of its flow
 			continue
 		}
-		if err := l.port.WriteFrame(b[:size]); err != nil {
+		if err := l.writeFrame(b[:size]); err != nil {
 			l.ctr.fromStackErrors.Add(1)
 			continue
 		}
@@ -265,6 +266,16 @@ func (l *podLink) WritePackets(pkts netstack.PacketBufferList) (int, tcpip.Error
 		return 0, &tcpip.ErrClosedForSend{}
 	}
 	return n, nil
+}
+
+// writeFrame writes f to the pod's first queue, after its captures saw it.
+func (l *podLink) writeFrame(f []byte) error {
+	if l.capt != nil {
+		if fns := l.capt.active(); fns != nil {
+			captureFrame(fns, f, false)
+		}
+	}
+	return l.port.WriteFrame(f)
 }
 
 // encodeFrame lays pkt out in b as a pod receives it and returns the frame

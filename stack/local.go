@@ -92,7 +92,7 @@ func (s *Stack) localFor(addr [4]byte, port uint16) (localService, bool) {
 // serveLocalUDP hands frame (IPv4 from p, checked by classifyRoute) to a
 // local service's datagram handler if it is a UDP datagram to one. It reports
 // whether it did.
-func (s *Stack) serveLocalUDP(p *pod, frame []byte) bool {
+func (s *Stack) serveLocalUDP(p *pod, frame []byte, ev *FlowEvent) bool {
 	if s.local.Load() == nil || binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
 		return false
 	}
@@ -109,7 +109,7 @@ func (s *Stack) serveLocalUDP(p *pod, frame []byte) bool {
 	if !ok || ls.udp == nil {
 		return false
 	}
-	if !s.policyOut(p, nil, frame) {
+	if !s.policyOut(p, nil, frame, ev) {
 		return true // dropped by NetworkPolicy
 	}
 	total := int(binary.BigEndian.Uint16(ip[2:]))
@@ -192,7 +192,7 @@ func (s *Stack) WriteDatagram(to, from netip.AddrPort, payload []byte) error {
 			DstAddr:        dstA,
 		})
 		ipf.SetChecksum(^ipf.CalculateChecksum())
-		if err := p.queueFor(frame[netOff:]).port.WriteFrame(frame); err != nil {
+		if err := p.writeFrame(p.queueFor(frame[netOff:]), frame); err != nil {
 			p.ctr.fromStackErrors.Add(1)
 			return fmt.Errorf("write datagram to %v: %w", to, err)
 		}

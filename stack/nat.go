@@ -514,13 +514,16 @@ func packetKey(ip []byte, ihl int) ctKey {
 // original direction of a flow (a new one asks the balancer, and the Filter
 // judges it against the backend it got) or the reply direction of a hairpin
 // flow. partial says the transport checksum is partial (virtio NEEDS_CSUM).
-func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
+func (s *Stack) translateOut(p *pod, ip []byte, partial bool, ev *FlowEvent) natResult {
 	ct, nb := s.ct, s.opts.Services
 	ihl, ok := l4(ip)
 	if !ok {
 		return natNone
 	}
 	k := packetKey(ip, ihl)
+	if ev != nil {
+		ev.Service = netip.AddrPortFrom(netip.AddrFrom4(k.dst()), k.dport())
+	}
 	if r, ok := ct.lookup(k); ok && !r.e.plain {
 		if s.translate(ip, ihl, partial, r) {
 			return natDone
@@ -538,6 +541,9 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 	switch res {
 	case PickNoEndpoint:
 		ct.ctr.noEndpoint.Add(1)
+		if ev != nil {
+			ev.Verdict = FlowNoEndpoint
+		}
 		return natNone
 	case PickBackend:
 	default:
@@ -547,7 +553,10 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 	if !b.Is4() {
 		return natNone
 	}
-	if !s.admitTranslated(p, proto, netip.AddrPortFrom(client, k.sport()), netip.AddrPortFrom(b, backend.Port())) {
+	if ev != nil {
+		ev.Dst = netip.AddrPortFrom(b, backend.Port())
+	}
+	if !s.admitTranslated(p, proto, netip.AddrPortFrom(client, k.sport()), netip.AddrPortFrom(b, backend.Port()), ev) {
 		return natDropped
 	}
 	e := &ctEntry{orig: k, client: k.src()}
@@ -584,6 +593,9 @@ func (s *Stack) translateOut(p *pod, ip []byte, partial bool) natResult {
 			ct.ctr.halfOpen.Add(1)
 		} else {
 			ct.ctr.full.Add(1)
+		}
+		if ev != nil {
+			ev.Verdict = FlowDropped
 		}
 		return natDropped
 	}

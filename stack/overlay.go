@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
@@ -168,6 +169,11 @@ func (s *Stack) sendToOverlay(p *pod, tx *podTx, frame []byte, via OverlaySender
 	if !ok {
 		return false
 	}
+	for _, fn := range s.ovlCapt.active() {
+		for _, pkt := range pkts {
+			fn(pkt, false)
+		}
+	}
 	if err := via.SendPackets(pkts); err != nil {
 		return false
 	}
@@ -201,6 +207,9 @@ func (s *Stack) sendToOverlay(p *pod, tx *podTx, frame []byte, via OverlaySender
 func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 	pods, remote := s.pods.Load(), s.remote.Load()
 	c := &s.ovl.ctr
+	ob := s.flowObs.Load()
+	var now time.Time
+	var ev FlowEvent
 	var g groFrame
 	defer func() {
 		s.flushGRO(&g)
@@ -222,6 +231,9 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			continue
 		}
 		ip = ip[:total]
+		for _, fn := range s.ovlCapt.active() {
+			fn(ip, true)
+		}
 		src, dst := [4]byte(ip[12:16]), [4]byte(ip[16:20])
 		if !remote.routes(src) {
 			c.rxDropped.Add(1)
@@ -246,8 +258,24 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			continue
 		}
 		// The sending node completed the checksums, so partial is false.
-		if !(s.ct.mayBeClient(dst) && s.translateReply(ip, false)) && !s.policyIn(p, ip) {
+		var note *FlowEvent
+		if ob != nil {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if s.newFlow(ip, uint32(now.Unix())) {
+				note = &ev
+				startFlow(note, FlowFromOverlay, ip, now)
+			}
+		}
+		if !(s.ct.mayBeClient(dst) && s.translateReply(ip, false)) && !s.policyIn(p, ip, note) {
+			if note != nil {
+				ob.f(note)
+			}
 			continue
+		}
+		if note != nil {
+			ob.f(note)
 		}
 		c.rxPackets.Add(1)
 		c.rxBytes.Add(uint64(total))
@@ -367,7 +395,7 @@ func (s *Stack) flushGRO(g *groFrame) {
 	} else {
 		tap.VirtioNetHdr{Flags: tap.FlagDataValid}.Encode(f)
 	}
-	if err := g.p.queueFor(f[netOff:]).port.WriteFrame(f); err != nil {
+	if err := g.p.writeFrame(g.p.queueFor(f[netOff:]), f); err != nil {
 		s.ovl.ctr.rxWriteErrors.Add(uint64(g.segs))
 	}
 	g.p = nil
@@ -406,6 +434,7 @@ type overlayLink struct {
 	remote *atomic.Pointer[remoteTable]
 	frames *sync.Pool // of *[]byte, MaxFrameLen long
 	ctr    *overlayCounters
+	capt   *captureSet // the overlay's captures
 
 	mu         sync.RWMutex
 	dispatcher netstack.NetworkDispatcher // guarded by mu
@@ -461,6 +490,11 @@ func (l *overlayLink) WritePackets(pkts netstack.PacketBufferList) (int, tcpip.E
 	}
 	if len(out) == 0 {
 		return 0, &tcpip.ErrClosedForSend{}
+	}
+	for _, fn := range l.capt.active() {
+		for _, pkt := range out {
+			fn(pkt, false)
+		}
 	}
 	if err := remote.via.SendPackets(out); err != nil {
 		l.ctr.fromStackErrors.Add(uint64(len(out)))
@@ -542,7 +576,7 @@ func (l *overlayLink) SetOnCloseAction(f func()) {
 // addOverlayNIC creates the overlay NIC with the gateway address.
 func (s *Stack) addOverlayNIC() error {
 	s.ovl.nicID = s.ns.NextNICID()
-	s.ovl.link = &overlayLink{mtu: uint32(s.opts.MTU), remote: &s.remote, frames: &s.framebs, ctr: &s.ovl.ctr}
+	s.ovl.link = &overlayLink{mtu: uint32(s.opts.MTU), remote: &s.remote, frames: &s.framebs, ctr: &s.ovl.ctr, capt: &s.ovlCapt}
 	if err := s.ns.CreateNICWithOptions(s.ovl.nicID, s.ovl.link, netstack.NICOptions{Name: "overlay"}); err != nil {
 		return fmt.Errorf("create overlay NIC: %s", err)
 	}

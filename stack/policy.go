@@ -34,9 +34,11 @@ type Filter interface {
 
 	// Allow decides a new flow of protocol proto (6 TCP, 17 UDP, 132
 	// SCTP) from src to dst: egress judges it for the source pod, ingress
-	// (egress false) for the destination pod. It is called on the packet
-	// path, concurrently: it must be fast and must not block.
-	Allow(proto uint8, src, dst netip.AddrPort, egress bool) bool
+	// (egress false) for the destination pod. decider is the Filter's own
+	// name for what decided (the set of policies), which the Stack passes
+	// to its FlowObserver. It is called on the packet path, concurrently:
+	// it must be fast and must not block.
+	Allow(proto uint8, src, dst netip.AddrPort, egress bool) (allowed bool, decider uint32)
 }
 
 // filterBox holds a Filter for atomic.Pointer.
@@ -69,7 +71,7 @@ func (s *Stack) SetFilter(f Filter) {
 // A flow is tracked when either end is isolated in either direction, even if
 // only one direction is judged: the replies of a UDP flow from a pod isolated
 // for ingress (or to one isolated for egress) must find the flow.
-func (s *Stack) policyOut(p, dst *pod, frame []byte) bool {
+func (s *Stack) policyOut(p, dst *pod, frame []byte, ev *FlowEvent) bool {
 	eg := p.egressIso.Load()
 	in := dst != nil && dst.ingressIso.Load()
 	if !eg && !in && !p.ingressIso.Load() && (dst == nil || !dst.egressIso.Load()) {
@@ -78,17 +80,17 @@ func (s *Stack) policyOut(p, dst *pod, frame []byte) bool {
 	if binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
 		return true
 	}
-	return s.policyCheck(frame[netOff:], eg, in)
+	return s.policyCheck(frame[netOff:], eg, in, ev)
 }
 
 // policyIn judges ip, an IPv4 packet from the overlay to the local pod dst,
 // for dst's ingress, and tracks its flow if dst is isolated either way.
-func (s *Stack) policyIn(dst *pod, ip []byte) bool {
+func (s *Stack) policyIn(dst *pod, ip []byte, ev *FlowEvent) bool {
 	in := dst.ingressIso.Load()
 	if !in && !dst.egressIso.Load() {
 		return true
 	}
-	return s.policyCheck(ip, false, in) // tracked for the replies of an egress-isolated pod
+	return s.policyCheck(ip, false, in, ev) // tracked for the replies of an egress-isolated pod
 }
 
 // policyPorts locates the ports of a TCP, UDP or SCTP packet ip (a checked
@@ -116,7 +118,7 @@ const protoSCTP = 132
 // policyCheck judges the IPv4 packet ip for its source's egress (eg) and
 // its destination's ingress (in), as the comment at the top describes, and
 // tracks a UDP or SCTP flow it admits (even one it did not need to judge).
-func (s *Stack) policyCheck(ip []byte, eg, in bool) bool {
+func (s *Stack) policyCheck(ip []byte, eg, in bool, ev *FlowEvent) bool {
 	fb := s.filter.Load()
 	if fb == nil {
 		return true
@@ -130,7 +132,7 @@ func (s *Stack) policyCheck(ip []byte, eg, in bool) bool {
 		if ip[ihl+13]&(tcpSyn|tcpAck) != tcpSyn {
 			return true // not a connection attempt
 		}
-		return s.judge(fb.f, ip, ihl, eg, in)
+		return s.judge(fb.f, ip, ihl, eg, in, ev)
 	}
 	k := packetKey(ip, ihl)
 	if r, ok := s.ct.lookup(k); ok {
@@ -140,20 +142,40 @@ func (s *Stack) policyCheck(ip []byte, eg, in bool) bool {
 		}
 		return true
 	}
-	if !s.judge(fb.f, ip, ihl, eg, in) {
+	if !s.judge(fb.f, ip, ihl, eg, in, ev) {
 		return false
 	}
 	s.trackPlain(k)
 	return true
 }
 
-// judge asks the Filter about the new flow of ip.
-func (s *Stack) judge(f Filter, ip []byte, ihl int, eg, in bool) bool {
+// judge asks the Filter about the new flow of ip, and notes its verdicts in
+// ev (if not nil).
+func (s *Stack) judge(f Filter, ip []byte, ihl int, eg, in bool, ev *FlowEvent) bool {
 	src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(ip[ihl:]))
 	dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(ip[ihl+2:]))
-	if (eg && !f.Allow(ip[9], src, dst, true)) || (in && !f.Allow(ip[9], src, dst, false)) {
-		s.policyDenied.Add(1)
-		return false
+	return s.ask(f, ip[9], src, dst, eg, in, ev)
+}
+
+// ask asks the Filter f about a new flow for the source's egress (eg) and the
+// destination's ingress (in), counts a denial and notes the verdicts in ev
+// (if not nil).
+func (s *Stack) ask(f Filter, proto uint8, src, dst netip.AddrPort, eg, in bool, ev *FlowEvent) bool {
+	if eg {
+		ok, d := f.Allow(proto, src, dst, true)
+		noteJudged(ev, f, true, ok, d)
+		if !ok {
+			s.policyDenied.Add(1)
+			return false
+		}
+	}
+	if in {
+		ok, d := f.Allow(proto, src, dst, false)
+		noteJudged(ev, f, false, ok, d)
+		if !ok {
+			s.policyDenied.Add(1)
+			return false
+		}
 	}
 	return true
 }
@@ -169,7 +191,7 @@ func (s *Stack) trackPlain(k ctKey) {
 // admitTranslated judges a new Service flow from the pod p, translated to
 // backend: p's egress, and the backend's ingress if it is a local pod (a
 // remote backend's node judges it when it arrives).
-func (s *Stack) admitTranslated(p *pod, proto uint8, client, backend netip.AddrPort) bool {
+func (s *Stack) admitTranslated(p *pod, proto uint8, client, backend netip.AddrPort, ev *FlowEvent) bool {
 	fb := s.filter.Load()
 	if fb == nil || p == nil {
 		return true
@@ -179,16 +201,20 @@ func (s *Stack) admitTranslated(p *pod, proto uint8, client, backend netip.AddrP
 	if d := s.pods.Load().lookup(backend.Addr().As4()); d != nil {
 		in = d.ingressIso.Load()
 	}
-	if (eg && !fb.f.Allow(proto, client, backend, true)) || (in && !fb.f.Allow(proto, client, backend, false)) {
-		s.policyDenied.Add(1)
-		return false
-	}
-	return true
+	return s.ask(fb.f, proto, client, backend, eg, in, ev)
 }
 
 // admitDial judges a connection the netstack opens from src to the local
 // pod dst (a NodePort's), for dst's ingress.
+// The flow is told to the FlowObserver.
 func (s *Stack) admitDial(proto uint8, src, dst netip.AddrPort) bool {
+	var ev FlowEvent
+	ok := s.admitDialNoted(proto, src, dst, &ev)
+	s.observeDial(proto, src, dst, &ev)
+	return ok
+}
+
+func (s *Stack) admitDialNoted(proto uint8, src, dst netip.AddrPort, ev *FlowEvent) bool {
 	fb := s.filter.Load()
 	if fb == nil {
 		return true
@@ -197,9 +223,5 @@ func (s *Stack) admitDial(proto uint8, src, dst netip.AddrPort) bool {
 	if d == nil || !d.ingressIso.Load() {
 		return true
 	}
-	if !fb.f.Allow(proto, src, dst, false) {
-		s.policyDenied.Add(1)
-		return false
-	}
-	return true
+	return s.ask(fb.f, proto, src, dst, false, true, ev)
 }

@@ -32,12 +32,15 @@ type flowKey struct {
 
 func (f *fakeFilter) Isolated(a netip.Addr) (bool, bool) { return f.ingress[a], f.egress[a] }
 
-func (f *fakeFilter) Allow(proto uint8, src, dst netip.AddrPort, egress bool) bool {
+func (f *fakeFilter) Allow(proto uint8, src, dst netip.AddrPort, egress bool) (bool, uint32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := flowKey{src.Addr(), dst.Addr(), dst.Port(), proto, egress}
 	f.asked = append(f.asked, k)
-	return f.allow[k]
+	if f.allow[k] {
+		return true, 1
+	}
+	return false, 2
 }
 
 func dialFails(t *testing.T, dial func() error) {

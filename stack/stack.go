@@ -157,6 +157,12 @@ type Stack struct {
 
 	policyDenied atomic.Uint64 // new flows the Filter denied
 
+	// flowObs is the observer of new flows (nil: none), seen the flows it
+	// was told of lately; ovlCapt the captures of the overlay (observe.go).
+	flowObs atomic.Pointer[flowObserverBox]
+	seen    seenFlows
+	ovlCapt captureSet
+
 	// ct is the connection tracking of translated flows (Service NAT,
 	// when nat: Options.Services is set) and of UDP flows admitted by the
 	// Filter; svcNets are the ServicePrefixes. The sweeper goroutine ends
@@ -195,6 +201,8 @@ type pod struct {
 	// ingressIso and egressIso say whether the Filter isolates the pod
 	// (set by SetFilter and at attach).
 	ingressIso, egressIso atomic.Bool
+
+	capt captureSet // the captures of the pod's frames (observe.go)
 }
 
 // podQueue is one queue of a pod: its Port and its reader's state.
@@ -206,6 +214,7 @@ type podQueue struct {
 	reply [arpReplyLen]byte // ARP replies
 	udp   []byte            // UDP GSO frames cut for the netstack
 	tx    podTx             // frames cut for the overlay
+	flow  FlowEvent         // the new flow being handled, for the FlowObserver
 }
 
 // queueFor returns the queue of p that the frame whose IPv4 packet is ip
@@ -425,7 +434,7 @@ func (s *Stack) attach(ip netip.Addr, ports []Port) error {
 		p.queues = append(p.queues, &podQueue{port: port, done: make(chan struct{})})
 	}
 	p.ctx, p.cancel = context.WithCancel(s.ctx)
-	p.link = &podLink{port: ports[0], podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr}
+	p.link = &podLink{port: ports[0], podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr, capt: &p.capt}
 	if s.nat {
 		p.link.replyNAT = s.translateStackReply
 	}
@@ -542,13 +551,43 @@ func (s *Stack) read(p *pod, q *podQueue) {
 	}
 }
 
-// handleFrame is the per-frame work of the reader of p's queue q.
+// handleFrame is the per-frame work of the reader of p's queue q: the
+// captures of p see the frame, and a new flow is told to the FlowObserver
+// once route has decided it.
 func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
+	if fns := p.capt.active(); fns != nil {
+		captureFrame(fns, frame, true)
+	}
+	ob := s.flowObs.Load()
+	if ob == nil || len(frame) < netOff+20 || binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
+		s.route(p, q, frame, nil)
+		return
+	}
+	ip := frame[netOff:]
+	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) {
+		s.route(p, q, frame, nil)
+		return
+	}
+	now := time.Now()
+	if !s.newFlow(ip, uint32(now.Unix())) {
+		s.route(p, q, frame, nil)
+		return
+	}
+	ev := &q.flow
+	startFlow(ev, FlowFromPod, ip, now)
+	s.route(p, q, frame, ev)
+	finishFlow(ev, ip)
+	ob.f(ev)
+}
+
+// route sends frame, read from p's queue q, on its way; ev, if not nil, is
+// the new flow it starts, in which route notes what it decided.
+func (s *Stack) route(p *pod, q *podQueue, frame []byte, ev *FlowEvent) {
 	remote := s.remote.Load()
 	v, dst := classifyRoute(frame, p.ip4, s.gw4, s.pods.Load(), remote)
 	switch v {
 	case verdictOverlay:
-		if !s.policyOut(p, nil, frame) {
+		if !s.policyOut(p, nil, frame, ev) {
 			return
 		}
 		if !s.sendToOverlay(p, &q.tx, frame, remote.via) {
@@ -560,23 +599,23 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 			s.forward(p, dst, frame) // a reply of a Service flow: admitted with the flow
 			return
 		}
-		if !s.policyOut(p, dst, frame) {
+		if !s.policyOut(p, dst, frame, ev) {
 			return
 		}
 		s.forward(p, dst, frame)
 		return
 	case verdictARPReply:
 		n := buildARPReply(q.reply[:], frame, s.gwMAC)
-		if err := q.port.WriteFrame(q.reply[:n]); err != nil {
+		if err := p.writeFrame(q, q.reply[:n]); err != nil {
 			p.ctr.writeErrors.Add(1)
 			return
 		}
 	case verdictStack:
-		if s.serveLocalUDP(p, frame) {
+		if s.serveLocalUDP(p, frame, ev) {
 			return
 		}
 		if s.nat && s.toService(frame) {
-			switch s.translateOut(p, frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0) {
+			switch s.translateOut(p, frame[netOff:], frame[0]&tap.FlagNeedsCsum != 0, ev) {
 			case natDone:
 				s.routeTranslated(p, q, frame, remote)
 				return
@@ -584,7 +623,7 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 				return
 			}
 		}
-		if !s.policyOut(p, nil, frame) {
+		if !s.policyOut(p, nil, frame, ev) {
 			return
 		}
 		v = p.link.deliver(frame, &q.udp)
@@ -596,7 +635,7 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 // dst.
 func (s *Stack) forward(p, dst *pod, frame []byte) {
 	rewriteForward(frame, &dst.mac, &s.gwMAC)
-	if err := dst.queueFor(frame[netOff:]).port.WriteFrame(frame); err != nil {
+	if err := dst.writeFrame(dst.queueFor(frame[netOff:]), frame); err != nil {
 		p.ctr.writeErrors.Add(1)
 		return
 	}

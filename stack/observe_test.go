@@ -1,0 +1,359 @@
+package stack_test
+
+import (
+	"encoding/binary"
+	"io"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/podnet/podnet/stack"
+)
+
+// flowRecorder collects a Stack's flows.
+type flowRecorder struct {
+	mu  sync.Mutex
+	evs []stack.FlowEvent
+}
+
+func (r *flowRecorder) observe(ev *stack.FlowEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, *ev)
+}
+
+// matching returns the flows to dst (port 0: any) of protocol proto.
+func (r *flowRecorder) matching(proto uint8, dst netip.AddrPort) []stack.FlowEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []stack.FlowEvent
+	for _, ev := range r.evs {
+		if ev.Proto == proto && ev.Dst.Addr() == dst.Addr() && (dst.Port() == 0 || ev.Dst.Port() == dst.Port()) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// TestFlowObserver: every new flow is told once, with what the data path decided: the
+// Filter's verdicts on each side it judged, the Service translation, a Service without
+// endpoints; a flow across nodes is seen leaving one node and arriving at the other.
+func TestFlowObserver(t *testing.T) {
+	nodes, _ := newNodesWith(t, 2, nil)
+	a := addNodePod(t, nodes[0], nodes[0].host(10), true)
+	b := addNodePod(t, nodes[0], nodes[0].host(20), true)
+	c := addNodePod(t, nodes[1], nodes[1].host(30), true)
+	var rec0, rec1 flowRecorder
+	nodes[0].SetFlowObserver(rec0.observe)
+	nodes[1].SetFlowObserver(rec1.observe)
+	f := &fakeFilter{
+		ingress: map[netip.Addr]bool{b.IP: true},
+		allow:   map[flowKey]bool{{a.IP, b.IP, 80, 6, false}: true, {c.IP, b.IP, 80, 6, false}: true, {a.IP, b.IP, 53, 17, false}: true},
+	}
+	nodes[0].SetFilter(f)
+	ln, err := b.ListenTCP(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, from := range []*podDialer{{a.DialTCP}, {c.DialTCP}} {
+		conn, err := from.dial(timeout(t, 5*time.Second), netip.AddrPortFrom(b.IP, 80))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	// A denied SYN, sent again and again by the client: one flow.
+	dialFails(t, func() error {
+		conn, err := a.DialTCP(timeout(t, 1500*time.Millisecond), netip.AddrPortFrom(b.IP, 81))
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	// UDP: many datagrams, one flow.
+	srv, err := b.ListenUDP(53)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go echoFrom(srv)
+	u, err := a.DialUDP(netip.AddrPortFrom(b.IP, 53))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	for range 3 {
+		udpRoundTrip(t, u, "q")
+	}
+
+	tcp80 := rec0.matching(6, netip.AddrPortFrom(b.IP, 80))
+	var local, fromOverlay []stack.FlowEvent
+	for _, ev := range tcp80 {
+		switch {
+		case ev.Src.Addr() == a.IP && ev.Point == stack.FlowFromPod:
+			local = append(local, ev)
+		case ev.Src.Addr() == c.IP && ev.Point == stack.FlowFromOverlay:
+			fromOverlay = append(fromOverlay, ev)
+		default:
+			t.Errorf("unexpected flow %+v", ev)
+		}
+	}
+	for name, evs := range map[string][]stack.FlowEvent{"same node": local, "from the other node": fromOverlay} {
+		if len(evs) != 1 {
+			t.Errorf("%s: %d flows to b:80, want 1: %+v", name, len(evs), evs)
+			continue
+		}
+		ev := evs[0]
+		if ev.Verdict != stack.FlowForwarded || !ev.IngressJudged || ev.EgressJudged || ev.IngressDecider != 1 || ev.Filter == nil {
+			t.Errorf("%s: %+v; want forwarded, judged for ingress by the fake filter (decider 1)", name, ev)
+		}
+	}
+	if evs := rec1.matching(6, netip.AddrPortFrom(b.IP, 80)); len(evs) != 1 || evs[0].Point != stack.FlowFromPod ||
+		evs[0].Verdict != stack.FlowForwarded || evs[0].IngressJudged || evs[0].Time.IsZero() {
+		t.Errorf("the client's node told %+v; want one flow leaving its pod, not judged there", evs)
+	}
+	if evs := rec0.matching(6, netip.AddrPortFrom(b.IP, 81)); len(evs) != 1 || evs[0].Verdict != stack.FlowDenied ||
+		evs[0].DeniedEgress || evs[0].IngressDecider != 2 {
+		t.Errorf("denied flow: %+v; want one flow, denied for ingress (decider 2)", evs)
+	}
+	if evs := rec0.matching(17, netip.AddrPortFrom(b.IP, 53)); len(evs) != 1 || evs[0].Verdict != stack.FlowForwarded {
+		t.Errorf("UDP: %+v; want one forwarded flow", evs)
+	}
+}
+
+// TestFlowObserverService: a Service flow is told with the Service's address and the backend
+// it got; a Service port without endpoints is told as refused.
+func TestFlowObserverService(t *testing.T) {
+	vip := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.60"), 80)
+	empty := netip.AddrPortFrom(netip.MustParseAddr("10.96.0.61"), 80)
+	lb := newFakeBalancer()
+	s := newStack(t, withServices(lb))
+	a := addPod(t, s, podA, false)
+	b := addPod(t, s, podB, false)
+	var rec flowRecorder
+	s.SetFlowObserver(rec.observe)
+	lb.set(vip, netip.AddrPortFrom(podB, 8080))
+	lb.set(empty)
+	ln, err := b.ListenTCP(8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	conn, err := a.DialTCP(timeout(t, 5*time.Second), vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if _, err := a.DialTCP(timeout(t, 2*time.Second), empty); err == nil {
+		t.Error("a Service without endpoints accepted a connection")
+	}
+	if evs := rec.matching(6, netip.AddrPortFrom(podB, 8080)); len(evs) != 1 || evs[0].Service != vip ||
+		evs[0].Src.Addr() != podA || evs[0].Verdict != stack.FlowForwarded || evs[0].Filter != nil {
+		t.Errorf("Service flow: %+v; want one, from a, through %v, forwarded, not judged", evs, vip)
+	}
+	if evs := rec.matching(6, empty); len(evs) != 1 || evs[0].Verdict != stack.FlowNoEndpoint || evs[0].Service != empty {
+		t.Errorf("flow to a Service without endpoints: %+v; want one, no-endpoint", evs)
+	}
+}
+
+// captured is a packet a capture saw.
+type captured struct {
+	pkt []byte
+	in  bool
+}
+
+type captureRecorder struct {
+	mu   sync.Mutex
+	pkts []captured
+}
+
+func (r *captureRecorder) capture(pkt []byte, in bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pkts = append(r.pkts, captured{slices.Clone(pkt), in})
+}
+
+func (r *captureRecorder) all() []captured {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.pkts)
+}
+
+// checkIPv4TCP checks that ip is a whole IPv4 packet of at most mtu bytes with correct header
+// and TCP checksums, and returns its TCP payload length.
+func checkIPv4TCP(t *testing.T, ip []byte, mtu int) int {
+	t.Helper()
+	h := header.IPv4(ip)
+	if !h.IsValid(len(ip)) || int(h.TotalLength()) != len(ip) || len(ip) > mtu {
+		t.Fatalf("captured packet: bad IPv4 header or longer than %d (%d bytes)", mtu, len(ip))
+	}
+	if h.CalculateChecksum() != 0xffff {
+		t.Errorf("captured packet: bad IPv4 header checksum")
+	}
+	if h.TransportProtocol() != header.TCPProtocolNumber {
+		return -1
+	}
+	tcp := header.TCP(h.Payload())
+	pseudo := header.PseudoHeaderChecksum(header.TCPProtocolNumber, h.SourceAddress(), h.DestinationAddress(), uint16(len(tcp)))
+	if checksum.Checksum(tcp, pseudo) != 0xffff {
+		t.Errorf("captured TCP segment %v > %v: bad checksum", h.SourceAddress(), h.DestinationAddress())
+	}
+	return len(tcp) - int(tcp.DataOffset())
+}
+
+// TestCapturePod: a capture of a pod sees its frames both ways, GSO super-frames as
+// segments of at most the MTU with complete checksums, and every byte of the payload; it sees
+// nothing after it stopped.
+func TestCapturePod(t *testing.T) {
+	s := newStack(t, nil)
+	a := addPod(t, s, podA, true)
+	b := addPod(t, s, podB, true)
+	if _, err := s.CapturePod(netip.MustParseAddr("10.244.1.99"), func([]byte, bool) {}); err == nil {
+		t.Error("a capture of an address no pod has started")
+	}
+	var rec captureRecorder
+	stop, err := s.CapturePod(podB, rec.capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := b.ListenTCP(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan int, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		n, _ := io.Copy(io.Discard, c)
+		c.Close()
+		got <- int(n)
+	}()
+	conn, err := a.DialTCP(timeout(t, 5*time.Second), netip.AddrPortFrom(podB, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 1 << 20
+	if _, err := conn.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if n := <-got; n != size {
+		t.Fatalf("server got %d bytes, want %d", n, size)
+	}
+	stop()
+	pkts := rec.all()
+	// Segments sent again (a retransmission) count once.
+	toB, fromB, syn := 0, 0, false
+	segs := map[uint32]bool{}
+	for _, p := range pkts {
+		if len(p.pkt) < 14 || binary.BigEndian.Uint16(p.pkt[12:]) != uint16(header.IPv4ProtocolNumber) {
+			continue
+		}
+		ip := header.IPv4(p.pkt[14:])
+		n := checkIPv4TCP(t, ip, stack.DefaultMTU)
+		switch {
+		case !p.in && ip.DestinationAddress() == tcpip.AddrFrom4(podB.As4()):
+			if seq := header.TCP(ip.Payload()).SequenceNumber(); n > 0 && !segs[seq] {
+				segs[seq] = true
+				toB += n
+			}
+			syn = syn || header.TCP(ip.Payload()).Flags() == header.TCPFlagSyn
+		case p.in && ip.SourceAddress() == tcpip.AddrFrom4(podB.As4()):
+			fromB += n
+		}
+	}
+	if toB != size || !syn {
+		t.Errorf("capture saw %d payload bytes to b (SYN seen: %v), want %d", toB, syn, size)
+	}
+	if fromB != 0 {
+		t.Errorf("capture saw %d payload bytes from b, want 0 (it only acknowledged)", fromB)
+	}
+	conn2, err := a.DialTCP(timeout(t, 5*time.Second), netip.AddrPortFrom(podB, 80))
+	if err == nil {
+		conn2.Close()
+	}
+	if n := len(rec.all()); n != len(pkts) {
+		t.Errorf("%d packets captured after the capture stopped", n-len(pkts))
+	}
+}
+
+// TestCaptureOverlay: a capture of the overlay sees the inner packets both ways, each a valid
+// IPv4 packet of at most the overlay's MTU.
+func TestCaptureOverlay(t *testing.T) {
+	nodes, _ := newNodesWith(t, 2, nil)
+	a := addNodePod(t, nodes[0], nodes[0].host(10), true)
+	c := addNodePod(t, nodes[1], nodes[1].host(30), true)
+	var rec captureRecorder
+	stop := nodes[0].CaptureOverlay(rec.capture)
+	defer stop()
+	ln, err := c.ListenTCP(80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			done <- -1
+			return
+		}
+		n, _ := io.Copy(io.Discard, conn)
+		conn.Close()
+		done <- int(n)
+	}()
+	conn, err := a.DialTCP(timeout(t, 5*time.Second), netip.AddrPortFrom(c.IP, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 256 << 10
+	conn.Write(make([]byte, size))
+	conn.Close()
+	if n := <-done; n != size {
+		t.Fatalf("server got %d bytes", n)
+	}
+	out, in := 0, 0
+	segs := map[uint32]bool{}
+	for _, p := range rec.all() {
+		n := checkIPv4TCP(t, p.pkt, overlayMTU)
+		seq := header.TCP(header.IPv4(p.pkt).Payload()).SequenceNumber()
+		if p.in {
+			in++
+		} else if n > 0 && !segs[seq] {
+			segs[seq] = true
+			out += n
+		}
+	}
+	if out != size || in == 0 {
+		t.Errorf("overlay capture: %d payload bytes out (want %d), %d packets in (want some)", out, size, in)
+	}
+}

@@ -23,7 +23,7 @@ func newLabCommand(g *globals) *cobra.Command {
 		Use:   "lab",
 		Short: "Start, stop and inspect a local lab",
 	}
-	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabRotateKeyCommand(g), newLabRestartAgentCommand(g), newLabDaemonCommand(g))
+	cmd.AddCommand(newLabUpCommand(g), newLabDownCommand(g), newLabStatusCommand(g), newLabRotateKeyCommand(g), newLabRestartAgentCommand(g), newLabGraphCommand(g), newLabDaemonCommand(g))
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,8 +37,9 @@ const (
 
 // kubeTarget is a cluster the operator commands reach through the API server.
 type kubeTarget struct {
-	cfg    *rest.Config
-	client kubernetes.Interface
+	kubeconfig string
+	cfg        *rest.Config
+	client     kubernetes.Interface
 }
 
 func newKubeTarget(kubeconfig string) (*kubeTarget, error) {
@@ -49,7 +51,7 @@ func newKubeTarget(kubeconfig string) (*kubeTarget, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kubeTarget{cfg: cfg, client: cs}, nil
+	return &kubeTarget{kubeconfig: kubeconfig, cfg: cfg, client: cs}, nil
 }
 
 // agentPods returns the running podnet pods by node name.
@@ -83,9 +85,14 @@ func sortedNodes(pods map[string]string) []string {
 // exec runs cmd in the podnet container of pod, with its standard output to stdout, and returns
 // when it ends or ctx does. Its standard error is returned in the error if it fails.
 func (k *kubeTarget) exec(ctx context.Context, pod string, cmd []string, stdout io.Writer) error {
-	req := k.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(podnetNamespace).Name(pod).
+	return k.execIn(ctx, podnetNamespace, pod, podnetContainer, cmd, stdout)
+}
+
+// execIn runs cmd in a container of a pod, as exec does.
+func (k *kubeTarget) execIn(ctx context.Context, ns, pod, container string, cmd []string, stdout io.Writer) error {
+	req := k.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).
 		SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: podnetContainer, Command: cmd, Stdout: true, Stderr: true,
+		Container: container, Command: cmd, Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
 	ws, err := remotecommand.NewWebSocketExecutor(k.cfg, http.MethodGet, req.URL().String())
 	if err != nil {
@@ -104,10 +111,10 @@ func (k *kubeTarget) exec(ctx context.Context, pod string, cmd []string, stdout 
 	var stderr limitedBuffer
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: &stderr})
 	if err != nil && ctx.Err() == nil {
-		if msg := stderr.String(); msg != "" {
-			return fmt.Errorf("pod %s/%s: %s", podnetNamespace, pod, msg)
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("pod %s/%s: %s", ns, pod, msg)
 		}
-		return fmt.Errorf("pod %s/%s: exec %v: %w", podnetNamespace, pod, cmd, err)
+		return fmt.Errorf("pod %s/%s: exec %v: %w", ns, pod, cmd, err)
 	}
 	return nil
 }

@@ -79,6 +79,8 @@ Start the built-in example lab with "podnet lab up", then look around with "podn
 		newPolicyCommand(g),
 		newFlowsCommand(g),
 		newCaptureCommand(g),
+		newCheckCommand(g),
+		newProbeCommand(g),
 		newNodeCommand(),
 		newCNIInstallCommand(),
 		newClusterCommand(g),

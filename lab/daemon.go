@@ -435,9 +435,11 @@ type Status struct {
 	LabNumber int    `json:"labNumber"`
 	// IngressHTTPPort and IngressHTTPSPort are where every node's Ingress
 	// controller listens, on the node's address.
-	IngressHTTPPort  uint16       `json:"ingressHTTPPort"`
-	IngressHTTPSPort uint16       `json:"ingressHTTPSPort"`
-	Nodes            []NodeStatus `json:"nodes"`
+	IngressHTTPPort  uint16 `json:"ingressHTTPPort"`
+	IngressHTTPSPort uint16 `json:"ingressHTTPSPort"`
+	// HostLoopback says whether pods reach the host's 127.0.0.1 at their gateway.
+	HostLoopback bool         `json:"hostLoopback"`
+	Nodes        []NodeStatus `json:"nodes"`
 }
 
 // NodeStatus is one node in Status.
@@ -454,6 +456,7 @@ func (d *daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{Name: d.opts.Name, Mode: Mode(), Dir: d.opts.Dir, PID: os.Getpid()}
 	_, netw := d.store.Lab()
 	st.IngressHTTPPort, st.IngressHTTPSPort = netw.IngressPorts(Rootless())
+	st.HostLoopback = netw.HostLoopback
 	d.store.mu.Lock()
 	st.LabNumber = d.store.state.LabNumber
 	d.store.mu.Unlock()

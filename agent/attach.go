@@ -152,6 +152,7 @@ func (a *Agent) attach(req attach.Request) (*attachment, error) {
 
 // Detach implements attach.Attacher. An attach of id still under way is undone when it ends.
 func (a *Agent) Detach(_ context.Context, id string) error {
+	start := time.Now()
 	a.amu.Lock()
 	if _, ok := a.attaching[id]; ok {
 		a.attaching[id] = true
@@ -166,6 +167,7 @@ func (a *Agent) Detach(_ context.Context, id string) error {
 	if len(at.req.PortMappings) > 0 {
 		a.hostPortsChanged()
 	}
+	a.metrics.podTeardown.Observe(time.Since(start).Seconds())
 	return nil
 }
 

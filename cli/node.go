@@ -20,8 +20,8 @@ import (
 // newNodeCommand is `podnet node`: the node agent of a real Kubernetes cluster.
 func newNodeCommand() *cobra.Command {
 	var (
-		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf string
-		mtu, httpPort, httpsPort                                                                                  int
+		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf, metricsAddr string
+		mtu, httpPort, httpsPort                                                                                               int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -46,7 +46,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			}
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
-				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf,
+				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr,
 				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
 				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
@@ -98,6 +98,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.StringVar(&socket, "cni-socket", cniplugin.DefaultSocket, "the unix socket podnet-cni reaches the agent on")
 	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
+	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd
 }

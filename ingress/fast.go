@@ -410,8 +410,8 @@ func fastRequest(req *http.Request) bool {
 func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 	c := fc.c
 	be, code, msg := c.lookup(req.Host, req.URL.Path)
-	if be == nil {
-		return fc.plain(req, code, msg)
+	if code != 0 {
+		return fc.plain(be, req, code, msg)
 	}
 
 	clientClose := req.Close
@@ -435,13 +435,13 @@ func (fc *fastConn) serve(ctx context.Context, req *http.Request) bool {
 			return false
 		case isTimeout(err):
 			c.upstreamErr.Add(1)
-			return fc.plain(req, http.StatusGatewayTimeout, "504 Gateway Timeout: no answer in time from "+be.name)
+			return fc.plain(be, req, http.StatusGatewayTimeout, "504 Gateway Timeout: no answer in time from "+be.name)
 		default:
 			c.upstreamErr.Add(1)
-			return fc.plain(req, http.StatusBadGateway, "502 Bad Gateway: no answer from "+be.name)
+			return fc.plain(be, req, http.StatusBadGateway, "502 Bad Gateway: no answer from "+be.name)
 		}
 	}
-	c.count(res.StatusCode)
+	c.count(be, res.StatusCode)
 	ok := fc.writeResponse(req, res, clientClose)
 	res.Body.Close()
 	return ok && !clientClose
@@ -587,9 +587,9 @@ func (fc *fastConn) statusLine(code int) {
 }
 
 // plain answers with a short plain-text body of the Controller's own, as
-// http.Error writes it.
-func (fc *fastConn) plain(req *http.Request, code int, msg string) bool {
-	fc.c.count(code)
+// http.Error writes it, for a request routed to be (nil: none).
+func (fc *fastConn) plain(be *backend, req *http.Request, code int, msg string) bool {
+	fc.c.count(be, code)
 	bw := fc.bw
 	fc.statusLine(code)
 	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: ")

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +168,25 @@ type Stats struct {
 	ActiveConns    int64  // client connections open now
 	AcceptedConns  uint64 // client connections accepted and served
 	RejectedConns  uint64 // closed at accept: over MaxConns or MaxConnsPerClient
+
+	// Backends counts the responses by backend: one entry for each backend
+	// of the routing table in use, sorted by name, and one with an empty
+	// Backend for the requests that no rule matched. A backend's counters
+	// start at zero when an Update brings it into the table, and go when
+	// an Update leaves it out.
+	Backends []BackendStats
+}
+
+// BackendStats counts the responses to the requests routed to one backend.
+type BackendStats struct {
+	// Backend is the Service port, "namespace/service:port" as the
+	// Ingress names the port (by number or by name); empty for the
+	// requests that no rule matched.
+	Backend string
+	// Responses counts the responses by status class, as
+	// Stats.Responses: the backend's own answers and the Controller's
+	// (413, 502, 503, 504).
+	Responses [6]uint64
 }
 
 // Controller serves the Ingresses of class "podnet" on a node (see the
@@ -186,7 +207,9 @@ type Controller struct {
 	httpAddr  netip.AddrPort
 	httpsAddr netip.AddrPort
 
-	table atomic.Pointer[table] // the routing table, swapped by Update
+	table       atomic.Pointer[table]                       // the routing table, swapped by Update
+	backendCtrs atomic.Pointer[map[string]*backendCounters] // the table's backends' counters, by name
+	unrouted    backendCounters                             // the responses to requests no rule matched
 
 	ctx    context.Context // ends at Close: request contexts derive from it
 	cancel context.CancelFunc
@@ -407,9 +430,24 @@ func (c *Controller) Stats() Stats {
 	for i := range s.Responses {
 		s.Responses[i] = c.responses[i].Load()
 	}
+	s.Backends = append(s.Backends, c.unrouted.stats(""))
+	if m := c.backendCtrs.Load(); m != nil {
+		for name, ctr := range *m {
+			s.Backends = append(s.Backends, ctr.stats(name))
+		}
+	}
+	slices.SortFunc(s.Backends, func(a, b BackendStats) int { return strings.Compare(a.Backend, b.Backend) })
 	c.connMu.Lock()
 	s.ActiveConns = int64(len(c.conns))
 	c.connMu.Unlock()
+	return s
+}
+
+func (b *backendCounters) stats(name string) BackendStats {
+	s := BackendStats{Backend: name}
+	for i := range s.Responses {
+		s.Responses[i] = b.responses[i].Load()
+	}
 	return s
 }
 

@@ -28,14 +28,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	be, code, msg := c.lookup(r.Host, r.URL.Path)
-	if be == nil {
-		c.plain(w, code, msg)
+	if code != 0 {
+		c.plain(be, w, code, msg)
 		return
 	}
 	if c.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > c.maxBody {
 			c.tooLarge.Add(1)
-			c.plain(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large: the body is over the limit of this Ingress controller")
+			c.plain(be, w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large: the body is over the limit of this Ingress controller")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, c.maxBody)
@@ -43,9 +43,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	be.proxy.ServeHTTP(w, r)
 }
 
-// lookup finds the backend of a request for host and path, or, counted,
-// the answer the Controller gives itself: 404 when no rule matches, 503
-// when the backend has no ready endpoint.
+// lookup finds the backend of a request for host and path, and, counted,
+// the answer the Controller gives itself when it has one: 404 when no rule
+// matches (be is nil), 503 when the backend has no ready endpoint. code is
+// 0 when the request goes to the backend.
 func (c *Controller) lookup(host, path string) (be *backend, code int, msg string) {
 	host, path = normalizeHost(host), cleanPath(path)
 	rt := c.table.Load().route(host, path)
@@ -58,20 +59,28 @@ func (c *Controller) lookup(host, path string) (be *backend, code int, msg strin
 	}
 	if len(rt.backend.eps) == 0 {
 		c.noEndpoint.Add(1)
-		return nil, http.StatusServiceUnavailable, "503 Service Unavailable: " + rt.backend.unavailable
+		return rt.backend, http.StatusServiceUnavailable, "503 Service Unavailable: " + rt.backend.unavailable
 	}
 	return rt.backend, 0, ""
 }
 
-// plain answers with a short plain-text body of the Controller's own.
-func (c *Controller) plain(w http.ResponseWriter, code int, msg string) {
-	c.count(code)
+// plain answers with a short plain-text body of the Controller's own, for
+// a request routed to be (nil: none).
+func (c *Controller) plain(be *backend, w http.ResponseWriter, code int, msg string) {
+	c.count(be, code)
 	http.Error(w, msg, code)
 }
 
-func (c *Controller) count(code int) {
+// count counts a response with status code to a request routed to be (nil:
+// no rule matched it).
+func (c *Controller) count(be *backend, code int) {
 	if class := code / 100; class >= 1 && class <= 5 {
 		c.responses[class].Add(1)
+		ctr := &c.unrouted
+		if be != nil {
+			ctr = be.ctr
+		}
+		ctr.responses[class].Add(1)
 	}
 }
 
@@ -82,7 +91,7 @@ func (c *Controller) newReverseProxy(be *backend) *httputil.ReverseProxy {
 		Rewrite:   c.rewrite,
 		Transport: &backendTransport{c: c, be: be},
 		ModifyResponse: func(res *http.Response) error {
-			c.count(res.StatusCode)
+			c.count(be, res.StatusCode)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { c.proxyError(be, w, r, err) },
@@ -196,15 +205,15 @@ func (c *Controller) proxyError(be *backend, w http.ResponseWriter, r *http.Requ
 	switch {
 	case errors.As(err, &tooLarge):
 		c.tooLarge.Add(1)
-		c.plain(w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large: the body is over the limit of this Ingress controller")
+		c.plain(be, w, http.StatusRequestEntityTooLarge, "413 Request Entity Too Large: the body is over the limit of this Ingress controller")
 	case r.Context().Err() != nil:
 		c.aborted.Add(1) // the client left, or Close: nobody reads an answer
 	case isTimeout(err):
 		c.upstreamErr.Add(1)
-		c.plain(w, http.StatusGatewayTimeout, "504 Gateway Timeout: no answer in time from "+be.name)
+		c.plain(be, w, http.StatusGatewayTimeout, "504 Gateway Timeout: no answer in time from "+be.name)
 	default:
 		c.upstreamErr.Add(1)
-		c.plain(w, http.StatusBadGateway, "502 Bad Gateway: no answer from "+be.name)
+		c.plain(be, w, http.StatusBadGateway, "502 Bad Gateway: no answer from "+be.name)
 	}
 }
 

@@ -48,7 +48,14 @@ type backend struct {
 	eps         []string // "ip:port" of the ready endpoints
 	unavailable string   // the 503 message when eps is empty
 	proxy       *httputil.ReverseProxy
-	turn        atomic.Uint64 // round-robin position
+	turn        atomic.Uint64    // round-robin position
+	ctr         *backendCounters // kept across Updates while the backend stays
+}
+
+// backendCounters count the responses to the requests routed to one
+// backend, by status class (index 1 to 5), as Controller.responses does.
+type backendCounters struct {
+	responses [6]atomic.Uint64
 }
 
 // Update replaces the routing table with one built from cfg, atomically:
@@ -86,6 +93,11 @@ func (c *Controller) Update(cfg Config) []Problem {
 		b.addIngress(ing)
 	}
 	c.table.Store(b.t)
+	ctrs := make(map[string]*backendCounters, len(b.backends))
+	for name, be := range b.backends {
+		ctrs[name] = be.ctr
+	}
+	c.backendCtrs.Store(&ctrs) // the counters of backends gone go with them
 
 	for k := range c.certs {
 		if !b.used[k] {
@@ -101,6 +113,17 @@ func (c *Controller) Update(cfg Config) []Problem {
 	}
 	c.reported = seen
 	return b.problems
+}
+
+// backendCounters returns the counters of the backend named name in the
+// table in use, or new ones. The caller holds updateMu.
+func (c *Controller) backendCounters(name string) *backendCounters {
+	if m := c.backendCtrs.Load(); m != nil {
+		if ctr := (*m)[name]; ctr != nil {
+			return ctr
+		}
+	}
+	return &backendCounters{}
 }
 
 // isOurs reports whether ing is of class "podnet": the legacy annotation
@@ -329,7 +352,7 @@ func (b *builder) backend(field string, ib *networkingv1.IngressBackend) *backen
 	if be := b.backends[name]; be != nil {
 		return be
 	}
-	be := &backend{name: name}
+	be := &backend{name: name, ctr: b.c.backendCounters(name)}
 	switch svc := b.services[svcKey]; {
 	case svc == nil:
 		be.unavailable = "Service " + svcKey + " not found"

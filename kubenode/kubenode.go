@@ -69,6 +69,11 @@ type Options struct {
 	// NodeInterface is the node's own interface to its pods and Services, made in the agent's
 	// network namespace (the node's). Empty means DefaultNodeInterface.
 	NodeInterface string
+	// MetricsAddr is where the node serves its Prometheus metrics (GET /metrics) and GET /healthz
+	// over HTTP, as host:port; a host left empty (":9962") means the node's address. "" or "0"
+	// means no metrics server. An address that cannot be opened is logged and left closed; the
+	// node runs on.
+	MetricsAddr string
 	// Logger receives the node's logs. Nil means discard.
 	Logger *slog.Logger
 }
@@ -95,6 +100,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.LeaseNamespace == "" {
 		o.LeaseNamespace = "podnet-system"
+	}
+	if _, _, err := metricsListenAddr(o.MetricsAddr, netip.IPv4Unspecified()); err != nil {
+		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
 	}
 	log := o.Logger
 	// Memory a flood made the agent take goes back to the system once it is over.
@@ -138,6 +146,7 @@ func Run(ctx context.Context, o Options) error {
 	if !o.ClusterDNS.IsValid() {
 		o.ClusterDNS = clusterDNS(src, o.ServiceCIDR)
 	}
+	reg := newRegistry()
 	a, err := agent.New(agent.Options{
 		NodeName:    o.NodeName,
 		NodeAddress: o.NodeAddress,
@@ -154,6 +163,7 @@ func Run(ctx context.Context, o Options) error {
 		StateDir:         o.StateDir,
 		RunDir:           o.RunDir,
 		Logger:           log,
+		Registerer:       reg,
 		NodeInterface:    o.NodeInterface,
 		IngressHTTPPort:  o.IngressHTTPPort,
 		IngressHTTPSPort: o.IngressHTTPSPort,
@@ -163,6 +173,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a.Start()
 	defer a.Close()
+	metricsAddr := "none"
+	if addr, ok, _ := metricsListenAddr(o.MetricsAddr, o.NodeAddress); ok {
+		ms, err := serveMetrics(addr, metricsHandler(reg, a.Ready), log)
+		if err != nil {
+			log.Error("no metrics server on this node", "err", err)
+		} else {
+			defer ms.Close()
+			metricsAddr = ms.Addr().String()
+		}
+	}
 
 	if err := os.MkdirAll(filepath.Dir(o.Socket), 0o755); err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
@@ -196,7 +216,7 @@ func Run(ctx context.Context, o Options) error {
 	}()
 	log.Info("node network ready", "node", o.NodeName, "address", o.NodeAddress, "podCIDR", podCIDR,
 		"nodeInterface", o.NodeInterface, "nodeInterfaceAddress", a.NodeLinkAddress(),
-		"serviceCIDR", o.ServiceCIDR, "clusterDNS", o.ClusterDNS, "socket", o.Socket)
+		"serviceCIDR", o.ServiceCIDR, "clusterDNS", o.ClusterDNS, "socket", o.Socket, "metrics", metricsAddr)
 	select {
 	case <-ctx.Done():
 		return nil

@@ -48,6 +48,19 @@ func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 // protocol.
 func (k Key) hex() string { return hex.EncodeToString(k[:]) }
 
+// parseHexKey parses a key in the hexadecimal form of wireguard-go's
+// configuration protocol.
+func parseHexKey(s string) (Key, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return Key{}, fmt.Errorf("parse key: %w", err)
+	}
+	if len(b) != len(Key{}) {
+		return Key{}, fmt.Errorf("parse key: %d bytes, want %d", len(b), len(Key{}))
+	}
+	return Key(b), nil
+}
+
 // ParseKey parses a key in base64, as String returns it.
 func ParseKey(s string) (Key, error) {
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))

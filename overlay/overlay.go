@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,20 @@ type Stats struct {
 	// outbound and inbound; WindowResets the windows opened again after
 	// a stall.
 	OutboundWindowWaits, InboundWindowWaits, WindowResets uint64
+
+	// HandshakesInitiated counts the handshakes this node began that
+	// completed (a peer's valid response came back); HandshakesAnswered
+	// the peers' valid initiations it answered (the peer began them).
+	// Counted from wireguard-go's log messages, like RejectedHandshakes.
+	HandshakesInitiated, HandshakesAnswered uint64
+}
+
+// PeerStats is what WireGuard reports of one of the device's peers.
+type PeerStats struct {
+	PublicKey Key
+	// LastHandshake is when the latest handshake with the peer completed;
+	// the zero Time if none has yet.
+	LastHandshake time.Time
 }
 
 // counters are the live Stats.
@@ -110,6 +125,7 @@ type counters struct {
 	droppedNoPeer, droppedQueueFull, droppedTooBig  atomic.Uint64
 	txDatagrams, txDatagramBytes, txDatagramErrors  atomic.Uint64
 	rxDatagrams, rxDatagramBytes, rejectedHandshake atomic.Uint64
+	handshakesInitiated, handshakesAnswered         atomic.Uint64
 }
 
 // Overlay is a node's end of the encrypted overlay: a wireguard-go device
@@ -206,14 +222,27 @@ var rejectFormats = map[string]bool{
 	"Could not decrypt invalid cookie response":   true,
 }
 
-// deviceLogger counts rejected handshakes from wireguard-go's verbose
-// messages and passes its messages on at debug (verbose) and warning
+// Formats of wireguard-go's verbose messages that report a valid handshake
+// message from a peer (device/receive.go): a response completes a handshake
+// this node began; an initiation is answered.
+const (
+	handshakeResponseFormat   = "%v - Received handshake response"
+	handshakeInitiationFormat = "%v - Received handshake initiation"
+)
+
+// deviceLogger counts rejected and completed handshakes from wireguard-go's
+// verbose messages and passes its messages on at debug (verbose) and warning
 // (errors) level.
 func (o *Overlay) deviceLogger() *device.Logger {
 	return &device.Logger{
 		Verbosef: func(format string, args ...any) {
-			if rejectFormats[format] {
+			switch {
+			case rejectFormats[format]:
 				o.ctr.rejectedHandshake.Add(1)
+			case format == handshakeResponseFormat:
+				o.ctr.handshakesInitiated.Add(1)
+			case format == handshakeInitiationFormat:
+				o.ctr.handshakesAnswered.Add(1)
 			}
 			if o.log.Enabled(context.Background(), slog.LevelDebug) {
 				o.log.Debug("wireguard: " + fmt.Sprintf(format, args...))
@@ -425,10 +454,62 @@ func (o *Overlay) Stats() Stats {
 		TxErrors:           c.txDatagramErrors.Load(),
 		RejectedHandshakes: c.rejectedHandshake.Load(),
 
+		HandshakesInitiated: c.handshakesInitiated.Load(),
+		HandshakesAnswered:  c.handshakesAnswered.Load(),
+
 		OutboundWindowWaits: o.out.waits.Load(),
 		InboundWindowWaits:  o.in.waits.Load(),
 		WindowResets:        o.out.resets.Load() + o.in.resets.Load(),
 	}
+}
+
+// PeerStats returns what WireGuard reports of each of the device's peers,
+// in no particular order. It reads the device's configuration (the UAPI
+// "get" operation), which takes the device's locks: it is for scrapes and
+// status, not for the packet path.
+func (o *Overlay) PeerStats() ([]PeerStats, error) {
+	conf, err := o.dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("peer stats: %w", err)
+	}
+	return parsePeerStats(conf)
+}
+
+// parsePeerStats reads the peers of wireguard-go's UAPI "get" answer: lines
+// key=value, each peer's starting with its public_key (in hex).
+func parsePeerStats(conf string) ([]PeerStats, error) {
+	var peers []PeerStats
+	var secs, nsecs int64
+	flush := func() {
+		if n := len(peers); n > 0 && (secs != 0 || nsecs != 0) {
+			peers[n-1].LastHandshake = time.Unix(secs, nsecs)
+		}
+		secs, nsecs = 0, 0
+	}
+	for line := range strings.Lines(conf) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		var err error
+		switch k {
+		case "public_key":
+			flush()
+			var key Key
+			if key, err = parseHexKey(v); err == nil {
+				peers = append(peers, PeerStats{PublicKey: key})
+			}
+		case "last_handshake_time_sec":
+			secs, err = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsecs, err = strconv.ParseInt(v, 10, 64)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("peer stats: %s=%s: %w", k, v, err)
+		}
+	}
+	flush()
+	return peers, nil
 }
 
 // watchWindows opens a stalled window (window.go) until stopWindows.

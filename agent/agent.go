@@ -354,7 +354,7 @@ func (a *Agent) reconcile() {
 	a.syncDNS()
 	a.syncPolicy()
 	a.syncIngress()
-	a.flows.setNames(a.opts.Source.Pods(), a.opts.Source.Services())
+	a.flows.setNames(a.opts.Source.Pods(), a.opts.Source.Services(), a.NodeLinkAddress())
 }
 
 func (a *Agent) shutdown() {

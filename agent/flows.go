@@ -189,14 +189,18 @@ func (n *flowNames) pod(a netip.Addr) string {
 	return a.String()
 }
 
-// setNames makes the names of pods and Services, when either changed since the last call. It
-// is called by Run's goroutine.
-func (l *flowLog) setNames(pods []*corev1.Pod, services []*corev1.Service) {
+// setNames makes the names of pods and Services (and of the node's own interface, nodeLink, if
+// valid), when pods or Services changed since the last call. It is called by Run's goroutine.
+func (l *flowLog) setNames(pods []*corev1.Pod, services []*corev1.Service, nodeLink netip.Addr) {
 	if sameObjects(l.namesOf.pods, pods) && sameObjects(l.namesOf.services, services) && l.names.Load() != nil {
 		return
 	}
 	l.namesOf.pods, l.namesOf.services = asAny(pods), asAny(services)
 	n := &flowNames{pods: make(map[netip.Addr]string, len(pods)), services: map[netip.AddrPort]string{}}
+	if nodeLink.IsValid() {
+		// The node's own interface to its pods: the kubelet's probes, hostNetwork pods.
+		n.pods[nodeLink] = "host:" + l.node
+	}
 	for _, p := range pods {
 		if ip, err := netip.ParseAddr(p.Status.PodIP); err == nil && !isTerminal(p) && !p.Spec.HostNetwork {
 			n.pods[ip] = p.Namespace + "/" + p.Name
@@ -344,3 +348,6 @@ func protoName(p uint8) string {
 	}
 	return fmt.Sprintf("proto-%d", p)
 }
+
+// NodeName returns the name of the agent's node.
+func (a *Agent) NodeName() string { return a.opts.NodeName }

@@ -55,7 +55,7 @@ func flowTestObjects() ([]*corev1.Pod, []*corev1.Service, *policyFilter) {
 func TestFlowLogNames(t *testing.T) {
 	pods, svcs, pf := flowTestObjects()
 	l := &flowLog{node: "node-a"}
-	l.setNames(pods, svcs)
+	l.setNames(pods, svcs, netip.Addr{})
 	client := netip.MustParseAddrPort("10.244.0.2:40000")
 	web := netip.MustParseAddrPort("10.244.1.2:8080")
 	f := l.follow(4)
@@ -139,12 +139,16 @@ func flowRecordsEqual(a, b FlowRecord) bool {
 func TestFlowLogNamesFollowChanges(t *testing.T) {
 	pods, svcs, _ := flowTestObjects()
 	l := &flowLog{node: "n"}
-	l.setNames(pods[:1], nil)
+	l.setNames(pods[:1], nil, netip.MustParseAddr("10.244.0.254"))
 	ev := &stack.FlowEvent{Proto: 6, Src: netip.MustParseAddrPort("10.244.0.2:1"), Dst: netip.MustParseAddrPort("10.244.1.2:80")}
 	if r := l.record(ev); r.Dest != "10.244.1.2" {
 		t.Errorf("unknown pod named %q", r.Dest)
 	}
-	l.setNames(pods, svcs)
+	probe := &stack.FlowEvent{Proto: 6, Src: netip.MustParseAddrPort("10.244.0.254:1"), Dst: netip.MustParseAddrPort("10.244.0.2:80")}
+	if r := l.record(probe); r.Source != "host:n" {
+		t.Errorf("the node's own interface named %q, want host:n", r.Source)
+	}
+	l.setNames(pods, svcs, netip.Addr{})
 	if r := l.record(ev); r.Dest != "shop/web" || r.Source != "default/client" {
 		t.Errorf("after the change: %s → %s", r.Source, r.Dest)
 	}

@@ -71,7 +71,7 @@ func newServeCommand(g *globals) *cobra.Command {
 		Use:   "serve [--tcp PORTS] [--udp PORTS] [--http PORTS]",
 		Short: "A small workload that answers with its pod's name",
 		Long: `A small workload for labs: each TCP connection and UDP datagram is answered with the pod's name
-($POD_NAME, else the hostname). Over HTTP it serves / (the pod name), /clientip (the caller's
+($POD_NAME, else the hostname). Over HTTP it serves / (the pod name), /bytes?n=N (N zero bytes), /clientip (the caller's
 address as it arrived) and /echo?msg=TEXT. PORTS is a comma-separated list.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -147,6 +147,7 @@ func newFlowsCommand(g *globals) *cobra.Command {
 	var (
 		f                  flowFilter
 		follow, local      bool
+		denied             bool
 		output, kubeconfig string
 		socket             string
 	)
@@ -172,6 +173,9 @@ pod, as kubectl exec does.`,
   podnet flows --kubeconfig ~/.kube/config --follow`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if denied {
+				f.verdict = "denied"
+			}
 			if err := f.check(); err != nil {
 				return err
 			}
@@ -219,6 +223,8 @@ pod, as kubectl exec does.`,
 	fl.StringVar(&kubeconfig, "kubeconfig", "", "ask the agents of this Kubernetes cluster instead of the lab")
 	fl.BoolVar(&local, "local", false, "ask the agent of this node, on its socket (what --kubeconfig runs in the podnet pod)")
 	fl.StringVar(&socket, "socket", agentInspectSocket, "the agent's socket, with --local")
+	fl.BoolVar(&denied, "denied", false, "the same as --verdict denied")
+	fl.MarkHidden("denied")
 	fl.MarkHidden("local")
 	fl.MarkHidden("socket")
 	return cmd

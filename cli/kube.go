@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/klog/v2"
 )
 
 // The operator commands (flows, capture) reach a Kubernetes cluster's agents the way `kubectl
@@ -43,6 +44,10 @@ type kubeTarget struct {
 }
 
 func newKubeTarget(kubeconfig string) (*kubeTarget, error) {
+	// client-go's exec streams report, through klog, the copies they abandon when a command ends
+	// a stream early (capture -c, Ctrl-C): nothing a user of podnet needs.
+	klog.LogToStderr(false)
+	klog.SetOutput(io.Discard)
 	cfg, err := restConfig(kubeconfig)
 	if err != nil {
 		return nil, err
@@ -112,7 +117,7 @@ func (k *kubeTarget) execIn(ctx context.Context, ns, pod, container string, cmd 
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: &stderr})
 	if err != nil && ctx.Err() == nil {
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return fmt.Errorf("pod %s/%s: %s", ns, pod, msg)
+			return fmt.Errorf("pod %s/%s: %s", ns, pod, strings.TrimPrefix(msg, "error: "))
 		}
 		return fmt.Errorf("pod %s/%s: exec %v: %w", ns, pod, cmd, err)
 	}

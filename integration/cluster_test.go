@@ -200,6 +200,9 @@ func TestCluster(t *testing.T) {
 			t.Errorf("client of namespace default to web under the policy: %q (%v)", out, err)
 		}
 	})
+	t.Run("operator tools through the API server", func(t *testing.T) {
+		clusterOperatorTools(t, kubeconfig, kubectl, exec)
+	})
 	t.Run("upstream smoke specs", func(t *testing.T) {
 		upstreamSmoke(t, bin, kubeconfig)
 	})
@@ -274,5 +277,69 @@ func upstreamSmoke(t *testing.T, bin, kubeconfig string) {
 			tail = tail[len(tail)-6000:]
 		}
 		t.Errorf("upstream smoke specs: %v: %s\n%s\n%s", err, result, strings.Join(failed, "\n"), tail)
+	}
+}
+
+// clusterOperatorTools runs podnet check, flows and capture against a cluster through its API
+// server, after TestCluster's NetworkPolicy subtest denied other/stranger.
+func clusterOperatorTools(t *testing.T, kubeconfig string, kubectl func(...string) (string, error), podExec func(ns, pod string, args ...string) (string, error)) {
+	ops := func(args ...string) (string, error) {
+		out, err := exec.Command(podnetBin, append(args, "--kubeconfig", kubeconfig)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := ops("check")
+	if err != nil {
+		t.Errorf("podnet check --kubeconfig: %v\n%s", err, out)
+	}
+	if rows := checkRows(out); rows["pod to pod, across nodes"] != "pass" || rows["NetworkPolicy denies"] != "pass" || rows["ClusterIP"] != "pass" {
+		t.Errorf("podnet check --kubeconfig:\n%s", out)
+	}
+	// The NetworkPolicy subtest's stranger was denied at web's node, by its policy.
+	out, err = ops("flows", "-o", "json", "--verdict", "denied", "--namespace", "other")
+	if err != nil {
+		t.Fatalf("podnet flows --kubeconfig: %v\n%s", err, out)
+	}
+	found := false
+	for _, r := range flowRecords(t, out) {
+		found = found || r.Source == "other/stranger" && strings.HasPrefix(r.Dest, "default/web-") && strings.Join(r.Policies, ",") == "default/web-from-default-only"
+	}
+	if !found {
+		t.Errorf("podnet flows --kubeconfig shows no denied flow from other/stranger to web by default/web-from-default-only:\n%s", out)
+	}
+	// A capture of the client while it talks to a web pod, through the podnet pod of its node.
+	file := filepath.Join(t.TempDir(), "client.pcap")
+	capture := exec.Command(podnetBin, "capture", "--kubeconfig", kubeconfig, "client", "-c", "6", "-w", file, "tcp", "port", "8080")
+	var capOut strings.Builder
+	capture.Stdout, capture.Stderr = &capOut, &capOut
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- capture.Wait() }()
+	ip, _ := kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].status.podIP}")
+	deadline := time.After(60 * time.Second)
+loop:
+	for {
+		podExec("default", "client", "curl", "-sS", "--max-time", "2", "-o", "/dev/null", "http://"+ip+":8080/")
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("podnet capture --kubeconfig: %v\n%s", err, capOut.String())
+			}
+			break loop
+		case <-deadline:
+			capture.Process.Kill()
+			t.Fatalf("podnet capture --kubeconfig -c 6 did not end:\n%s", capOut.String())
+		case <-time.After(time.Second):
+		}
+	}
+	if !strings.Contains(capOut.String(), "6 packets written") {
+		t.Errorf("podnet capture: %s", capOut.String())
+	}
+	if tshark, err := exec.LookPath("tshark"); err == nil {
+		b, err := exec.Command(tshark, "-r", file, "-T", "fields", "-e", "tcp.dstport", "-e", "tcp.srcport").Output()
+		if n := strings.Count(strings.TrimSpace(string(b)), "8080"); err != nil || n < 6 {
+			t.Errorf("tshark -r the capture: %v, %d packets to or from port 8080, want 6\n%s", err, n, b)
+		}
 	}
 }

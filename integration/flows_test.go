@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/podnet/podnet/agent"
 )
 
 const flowsLab = `
@@ -58,25 +61,23 @@ func TestPolicyFlowsAndExplain(t *testing.T) {
 		t.Errorf("stranger -> web answered %q, want denied", out)
 	}
 
-	flows := l.must(t, "flows")
 	var allowed, denied bool
-	for _, line := range strings.Split(flows, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 8 || f[1] != "node-b" || f[3] != "default/web" || f[4] != "80/TCP" || f[5] != "Ingress" {
+	for _, r := range flowRecords(t, l.must(t, "flows", "-o", "json")) {
+		if r.Node != "node-b" || r.Dest != "default/web" || r.Port != 80 || r.Protocol != "TCP" || r.Direction != "ingress" {
 			continue
 		}
 		switch {
-		case f[2] == "default/friend" && f[6] == "allowed" && f[7] == "default/web-from-friends":
+		case r.Source == "default/friend" && r.Verdict == "forwarded" && strings.Join(r.Policies, ",") == "default/web-from-friends":
 			allowed = true
-		case f[2] == "default/stranger" && f[6] == "denied" && f[7] == "default/web-from-friends":
+		case r.Source == "default/stranger" && r.Verdict == "denied" && r.DeniedBy == "Ingress" && strings.Join(r.Policies, ",") == "default/web-from-friends":
 			denied = true
 		}
 	}
 	if !allowed || !denied {
-		t.Errorf("podnet flows lacks the allowed friend and the denied stranger at node-b's ingress:\n%s", flows)
+		t.Errorf("podnet flows lacks the allowed friend and the denied stranger at node-b's ingress:\n%s", l.must(t, "flows"))
 	}
-	if d := l.must(t, "flows", "--denied"); strings.Contains(d, "allowed") || !strings.Contains(d, "default/stranger") {
-		t.Errorf("podnet flows --denied:\n%s", d)
+	if d := l.must(t, "flows", "--verdict", "denied"); strings.Contains(d, "forwarded") || !strings.Contains(d, "default/stranger") {
+		t.Errorf("podnet flows --verdict denied:\n%s", d)
 	}
 	if n := l.metric(t, "podnet_policy_denied_total"); n < 1 {
 		t.Errorf("podnet_policy_denied_total = %v, want at least 1", n)
@@ -107,4 +108,21 @@ spec:
 	if out := l.must(t, "get", "netpol"); strings.Contains(out, "bad-except") {
 		t.Errorf("the refused policy was stored:\n%s", out)
 	}
+}
+
+// flowRecords decodes the output of podnet flows -o json: one flow per line.
+func flowRecords(t *testing.T, out string) []agent.FlowRecord {
+	t.Helper()
+	var recs []agent.FlowRecord
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var r agent.FlowRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("podnet flows -o json: %v in %q", err, line)
+		}
+		recs = append(recs, r)
+	}
+	return recs
 }

@@ -184,6 +184,16 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
+	runDir := o.RunDir
+	if runDir == "" {
+		runDir = o.StateDir
+	}
+	if stop, err := serveInspect(runDir, a, log); err != nil {
+		log.Error("no flows or captures on this node", "err", err)
+	} else {
+		defer stop()
+	}
+
 	if err := os.MkdirAll(filepath.Dir(o.Socket), 0o755); err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)
 	}

@@ -391,6 +391,20 @@ func (s *server) newHTTPServer() *http.Server {
 			}
 		}
 	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		n = min(max(n, 0), 100<<20)
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		buf := make([]byte, 32<<10)
+		for n > 0 {
+			k, err := w.Write(buf[:min(n, len(buf))])
+			if err != nil {
+				return
+			}
+			n -= k
+		}
+	})
 	mux.Handle("/ws", websocket.Handler(func(c *websocket.Conn) {
 		io.Copy(c, c) //nolint:errcheck // an echo: ends when the client goes
 	}))

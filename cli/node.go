@@ -22,6 +22,7 @@ func newNodeCommand() *cobra.Command {
 	var (
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf, metricsAddr string
 		mtu, httpPort, httpsPort                                                                                               int
+		flows                                                                                                                  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -46,7 +47,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			}
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
-				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr,
+				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr, DisableFlows: !flows,
 				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
 				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
@@ -99,6 +100,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
+	f.BoolVar(&flows, "flows", true, "keep a log of the new flows the node sees (podnet flows, podnet check's reasons)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd
 }

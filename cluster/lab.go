@@ -93,6 +93,11 @@ type LabSpec struct {
 	// every pod of the lab. Default true; false refuses connections to the
 	// gateway. (Kubernetes mode never maps it.)
 	HostLoopback *bool `json:"hostLoopback,omitempty"`
+	// FlowLog says whether the nodes keep a log of the new flows they see
+	// (`podnet flows`, `podnet check`'s reasons, `podnet lab graph`'s
+	// flows). Default true; false spares the data path its look at each
+	// connection attempt and first datagram.
+	FlowLog *bool `json:"flowLog,omitempty"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
 }
@@ -160,6 +165,10 @@ func (in *LabSpec) DeepCopyInto(out *LabSpec) {
 		v := *in.HostLoopback
 		out.HostLoopback = &v
 	}
+	if in.FlowLog != nil {
+		v := *in.FlowLog
+		out.FlowLog = &v
+	}
 }
 
 // NodeNames returns the names of the lab's nodes, in order.
@@ -216,6 +225,8 @@ type Network struct {
 	// HostLoopback says whether pods reach the host's 127.0.0.1 at their
 	// gateway (LabSpec.HostLoopback).
 	HostLoopback bool
+	// FlowLog says whether the nodes log new flows (LabSpec.FlowLog).
+	FlowLog bool
 }
 
 // IngressPorts returns the TCP ports the nodes' Ingress controllers listen
@@ -255,6 +266,7 @@ func (l *Lab) Network() (Network, error) {
 		IngressHTTPPort:  uint16(spec.Ingress.HTTPPort),
 		IngressHTTPSPort: uint16(spec.Ingress.HTTPSPort),
 		HostLoopback:     spec.HostLoopback == nil || *spec.HostLoopback,
+		FlowLog:          spec.FlowLog == nil || *spec.FlowLog,
 	}
 	for _, u := range spec.DNS.Upstreams {
 		n.Upstreams = append(n.Upstreams, netip.MustParseAddrPort(u))
@@ -606,6 +618,7 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		{"ingress.httpPort", ingressPortString(o.Ingress.HTTPPort), ingressPortString(n.Ingress.HTTPPort), func(a, b string) bool { return a == b }},
 		{"ingress.httpsPort", ingressPortString(o.Ingress.HTTPSPort), ingressPortString(n.Ingress.HTTPSPort), func(a, b string) bool { return a == b }},
 		{"hostLoopback", fmt.Sprint(o.HostLoopback == nil || *o.HostLoopback), fmt.Sprint(n.HostLoopback == nil || *n.HostLoopback), func(a, b string) bool { return a == b }},
+		{"flowLog", fmt.Sprint(o.FlowLog == nil || *o.FlowLog), fmt.Sprint(n.FlowLog == nil || *n.FlowLog), func(a, b string) bool { return a == b }},
 	} {
 		if !f.same(f.old, f.new) {
 			errs = append(errs, field.Forbidden(spec.Child(f.name),

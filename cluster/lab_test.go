@@ -31,6 +31,7 @@ func TestLabNetworkDefaults(t *testing.T) {
 		Domain:       "cluster.local",
 		MTU:          1500,
 		HostLoopback: true,
+		FlowLog:      true,
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("Network() = %+v, want %+v", n, want)

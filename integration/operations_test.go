@@ -130,7 +130,7 @@ func TestCapture(t *testing.T) {
 		mtu  int // the largest IP packet
 	}{
 		{"pod", []string{"capture", "client", "tcp", "port", "80"}, 1500},
-		{"overlay", []string{"capture", "--node", "node-a", "--overlay", "host", web}, 1420},
+		{"overlay", []string{"capture", "--node", "node-a", "--overlay", "host", web}, 1500}, // the lab's MTU
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, tc.name+".pcap")
@@ -161,7 +161,7 @@ func TestCapture(t *testing.T) {
 			if err != nil {
 				t.Fatalf("tshark -r: %v", err)
 			}
-			var packets, bad, get, payload int
+			var packets, bad, get, payload, long int
 			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 				f := strings.Split(line, "\t")
 				if len(f) < 6 {
@@ -169,7 +169,7 @@ func TestCapture(t *testing.T) {
 				}
 				packets++
 				if n, _ := strconv.Atoi(f[0]); n > tc.mtu {
-					t.Errorf("a packet of %d bytes: longer than the MTU %d (a GSO frame written whole)", n, tc.mtu)
+					long++
 				}
 				if f[1] != "1" || f[2] != "1" && f[2] != "" {
 					bad++
@@ -180,6 +180,9 @@ func TestCapture(t *testing.T) {
 				if n, _ := strconv.Atoi(f[4]); f[5] == web {
 					payload += n
 				}
+			}
+			if long > 0 {
+				t.Errorf("%d of %d packets longer than the MTU %d (GSO frames written whole)", long, packets, tc.mtu)
 			}
 			if packets == 0 || get != 1 || bad != 0 {
 				t.Errorf("tshark read %d packets, %d GET requests (want 1), %d with a bad checksum (want 0)", packets, get, bad)

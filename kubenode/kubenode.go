@@ -74,6 +74,8 @@ type Options struct {
 	// means no metrics server. An address that cannot be opened is logged and left closed; the
 	// node runs on.
 	MetricsAddr string
+	// DisableFlows turns the node's flow log off (agent.Options.DisableFlows).
+	DisableFlows bool
 	// Logger receives the node's logs. Nil means discard.
 	Logger *slog.Logger
 }
@@ -167,6 +169,7 @@ func Run(ctx context.Context, o Options) error {
 		NodeInterface:    o.NodeInterface,
 		IngressHTTPPort:  o.IngressHTTPPort,
 		IngressHTTPSPort: o.IngressHTTPSPort,
+		DisableFlows:     o.DisableFlows,
 	})
 	if err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)

@@ -220,6 +220,7 @@ func (d *daemon) syncAgents() {
 			Logger:           d.log.With("node", n.Name),
 			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
 			HostLoopback:     hostLoopback(netw),
+			DisableFlows:     !netw.FlowLog,
 		}
 		a, err := agent.New(aopts)
 		if err != nil {

@@ -153,3 +153,21 @@ func TestFlowLogNamesFollowChanges(t *testing.T) {
 		t.Errorf("after the change: %s → %s", r.Source, r.Dest)
 	}
 }
+
+// BenchmarkFlowLogObserve is the agent's cost of one new flow: naming it, keeping it in the ring
+// and counting it (no follower).
+func BenchmarkFlowLogObserve(b *testing.B) {
+	pods, svcs, pf := flowTestObjects()
+	l := &flowLog{node: "node-a"}
+	l.setNames(pods, svcs, netip.Addr{})
+	client := netip.MustParseAddrPort("10.244.0.2:40000")
+	web := netip.MustParseAddrPort("10.244.1.2:8080")
+	_, decider := pf.Allow(6, client, web, false)
+	ev := &stack.FlowEvent{Time: time.Now(), Point: stack.FlowFromPod, Proto: 6, Src: client, Dst: web,
+		Service: netip.MustParseAddrPort("10.96.0.5:80"), Verdict: stack.FlowDenied, Filter: pf,
+		IngressJudged: true, IngressDecider: decider}
+	b.ReportAllocs()
+	for b.Loop() {
+		l.observe(ev)
+	}
+}

@@ -161,6 +161,8 @@ type checkOptions struct {
 	timeout   time.Duration
 	external  string
 	log       io.Writer
+	// retry, if not zero, replaces how long a case retries (checkRetryFor, checkDenyAfter).
+	retry time.Duration
 }
 
 func printCheck(w io.Writer, target string, results []checkResult) {
@@ -312,7 +314,10 @@ func runCheck(ctx context.Context, env checkEnv, o checkOptions) ([]checkResult,
 	if err != nil {
 		return nil, err
 	}
-	c := &checker{env: env, ns: o.namespace, pods: pods, plan: plan, start: time.Now()}
+	c := &checker{env: env, ns: o.namespace, pods: pods, plan: plan, start: time.Now(), retryFor: checkRetryFor, denyAfter: checkDenyAfter}
+	if o.retry != 0 {
+		c.retryFor, c.denyAfter = o.retry, o.retry
+	}
 	return c.run(ctx, svc, np, o.external), nil
 }
 
@@ -362,6 +367,8 @@ type checker struct {
 	pods  map[string]*corev1.Pod
 	plan  checkPlan
 	start time.Time // flows before it are not the check's
+	// retryFor and denyAfter are how long a case retries: checkRetryFor and checkDenyAfter.
+	retryFor, denyAfter time.Duration
 }
 
 // outcome is the result of a case: a failure is explained by what the nodes' flow logs say of
@@ -413,7 +420,7 @@ const (
 // inPod runs a probe in pod, retrying until want accepts its output or checkRetryFor passed.
 func (c *checker) inPod(ctx context.Context, pod string, want func(string) error, probe ...string) error {
 	argv := append([]string{c.env.command(), "probe"}, probe...)
-	return retry(ctx, checkRetryFor, func() error {
+	return retry(ctx, c.retryFor, func() error {
 		out, err := c.env.exec(ctx, c.ns, pod, argv)
 		if err != nil {
 			return err
@@ -432,7 +439,7 @@ func retry(ctx context.Context, d time.Duration, try func() error) error {
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(time.Second):
+		case <-time.After(min(time.Second, d/4)):
 		}
 	}
 }
@@ -508,7 +515,7 @@ func (c *checker) run(ctx context.Context, svc, np *corev1.Service, external str
 		out = append(out, checkResult{"NodePort from a node", checkFail, "the NodePort Service got no node port"})
 	} else {
 		target := c.plan.b
-		err = retry(ctx, checkRetryFor, func() error {
+		err = retry(ctx, c.retryFor, func() error {
 			_, err := c.env.hostProbe(ctx, c.plan.a.name, "http", url(target.address, nodePort), "", "")
 			return err
 		})
@@ -535,7 +542,7 @@ func (c *checker) run(ctx context.Context, svc, np *corev1.Service, external str
 		out = append(out, checkResult{"Ingress", checkSkip, "the nodes run no Ingress controller"})
 	} else {
 		target := c.plan.a
-		err = retry(ctx, checkRetryFor, func() error {
+		err = retry(ctx, c.retryFor, func() error {
 			_, err := c.env.hostProbe(ctx, target.name, "http", "http://"+net.JoinHostPort(target.address, strconv.Itoa(int(port)))+"/", checkIngressHost, "")
 			return err
 		})
@@ -547,7 +554,7 @@ func (c *checker) run(ctx context.Context, svc, np *corev1.Service, external str
 	err = c.inPod(ctx, "server-a", anyOutput, "http", guarded)
 	out = append(out, c.outcome(ctx, "NetworkPolicy allows", err, "server-a (a friend) → guarded", c.ip("server-a"), c.ip("guarded")))
 	var lastErr error
-	err = retry(ctx, checkDenyAfter, func() error {
+	err = retry(ctx, c.denyAfter, func() error {
 		_, lastErr = c.env.exec(ctx, c.ns, "client", []string{c.env.command(), "probe", "http", guarded, "--timeout", "2s"})
 		if lastErr == nil {
 			return errors.New("the client reached the guarded pod")

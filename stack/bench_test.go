@@ -101,26 +101,40 @@ func BenchmarkFastPathForward(b *testing.B) {
 		{"tcp-gso-64k", stack.TCPGSOFrame(netip.AddrPortFrom(podA, 1000), netip.AddrPortFrom(podB, 2000), gateway, 1448, 65000)},
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			s := newBenchStack(b)
-			dst := newSink(b.N)
-			if err := s.AttachPod(podB, dst); err != nil {
-				b.Fatal(err)
+		for _, flows := range []bool{false, true} {
+			name := tc.name
+			if flows {
+				name += "/flows" // with a flow observer: each UDP frame is looked up in the recent flows
 			}
-			src := newReplayPort(tc.frame, b.N, newSink(0))
-			if err := s.AttachPod(podA, src); err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(int64(len(tc.frame) - tap.VirtioNetHdrLen))
-			b.ReportAllocs()
-			b.ResetTimer()
-			close(src.start)
-			<-dst.done
-			b.StopTimer()
-			if st := s.Stats(); st.FastPathFrames != uint64(b.N) {
-				b.Fatalf("FastPathFrames = %d, want %d", st.FastPathFrames, b.N)
-			}
-		})
+			b.Run(name, func(b *testing.B) {
+				benchFastPath(b, tc.frame, flows)
+			})
+		}
+	}
+}
+
+// benchFastPath forwards frame b.N times from pod A to pod B, with a flow observer if flows.
+func benchFastPath(b *testing.B, frame []byte, flows bool) {
+	s := newBenchStack(b)
+	if flows {
+		s.SetFlowObserver(func(*stack.FlowEvent) {})
+	}
+	dst := newSink(b.N)
+	if err := s.AttachPod(podB, dst); err != nil {
+		b.Fatal(err)
+	}
+	src := newReplayPort(frame, b.N, newSink(0))
+	if err := s.AttachPod(podA, src); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(frame) - tap.VirtioNetHdrLen))
+	b.ReportAllocs()
+	b.ResetTimer()
+	close(src.start)
+	<-dst.done
+	b.StopTimer()
+	if st := s.Stats(); st.FastPathFrames != uint64(b.N) {
+		b.Fatalf("FastPathFrames = %d, want %d", st.FastPathFrames, b.N)
 	}
 }
 

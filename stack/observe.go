@@ -123,15 +123,20 @@ type seenFlows [4096]atomic.Uint64
 // notes it.
 func (t *seenFlows) firstIn(h uint32, now uint32) bool {
 	slot := &t[h%uint32(len(t))]
-	v := slot.Load()
-	slot.Store(uint64(h)<<32 | uint64(now))
+	v, nv := slot.Load(), uint64(h)<<32|uint64(now)
+	if v == nv {
+		return false // seen this second: no write, the cache line stays shared
+	}
+	slot.Store(nv)
 	return uint32(v>>32) != h || now-uint32(v) > flowSeenFor || v == 0
 }
 
 // newFlow reports whether the IPv4 packet ip (a checked header) starts a
 // flow: a SYN without ACK, or a UDP or SCTP datagram, that seenFlows does not
-// know. Later fragments and other protocols start none.
-func (s *Stack) newFlow(ip []byte, now uint32) bool {
+// know. Later fragments and other protocols start none. Its clock is the
+// sweeper's, in seconds: reading the time for every datagram would cost more
+// than the rest of the check.
+func (s *Stack) newFlow(ip []byte) bool {
 	ihl, ok := policyPorts(ip)
 	if !ok {
 		return false
@@ -139,7 +144,7 @@ func (s *Stack) newFlow(ip []byte, now uint32) bool {
 	if ip[9] == protoTCP && ip[ihl+13]&(tcpSyn|tcpAck) != tcpSyn {
 		return false
 	}
-	return s.seen.firstIn(flowKeyHash(ip, ihl), now)
+	return s.seen.firstIn(flowKeyHash(ip, ihl), s.clock.Load())
 }
 
 // flowKeyHash hashes the protocol, addresses and ports of ip (FNV-1a).

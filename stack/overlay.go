@@ -259,14 +259,12 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 		}
 		// The sending node completed the checksums, so partial is false.
 		var note *FlowEvent
-		if ob != nil {
+		if ob != nil && s.newFlow(ip) {
 			if now.IsZero() {
 				now = time.Now()
 			}
-			if s.newFlow(ip, uint32(now.Unix())) {
-				note = &ev
-				startFlow(note, FlowFromOverlay, ip, now)
-			}
+			note = &ev
+			startFlow(note, FlowFromOverlay, ip, now)
 		}
 		if !(s.ct.mayBeClient(dst) && s.translateReply(ip, false)) && !s.policyIn(p, ip, note) {
 			if note != nil {

@@ -161,6 +161,7 @@ type Stack struct {
 	// was told of lately; ovlCapt the captures of the overlay (observe.go).
 	flowObs atomic.Pointer[flowObserverBox]
 	seen    seenFlows
+	clock   atomic.Uint32 // Unix seconds, set by the sweeper: seen's clock
 	ovlCapt captureSet
 
 	// ct is the connection tracking of translated flows (Service NAT,
@@ -280,6 +281,7 @@ func New(opts Options) (*Stack, error) {
 		s.nat = true
 		s.svcNets = opts.ServicePrefixes
 	}
+	s.clock.Store(uint32(time.Now().Unix()))
 	s.sweepStop, s.sweepDone = make(chan struct{}), make(chan struct{})
 	go s.sweepConntrack()
 	return s, nil
@@ -296,6 +298,7 @@ func (s *Stack) sweepConntrack() {
 		case <-s.sweepStop:
 			return
 		case now := <-t.C:
+			s.clock.Store(uint32(now.Unix()))
 			s.ct.sweep(now)
 		}
 	}
@@ -564,17 +567,12 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		return
 	}
 	ip := frame[netOff:]
-	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) {
-		s.route(p, q, frame, nil)
-		return
-	}
-	now := time.Now()
-	if !s.newFlow(ip, uint32(now.Unix())) {
+	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) || !s.newFlow(ip) {
 		s.route(p, q, frame, nil)
 		return
 	}
 	ev := &q.flow
-	startFlow(ev, FlowFromPod, ip, now)
+	startFlow(ev, FlowFromPod, ip, time.Now())
 	s.route(p, q, frame, ev)
 	finishFlow(ev, ip)
 	ob.f(ev)

@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/podnet/podnet/stack"
+	"github.com/podnet/podnet/stack/stacktest"
 )
 
 // flowRecorder collects a Stack's flows.
@@ -41,6 +42,25 @@ func (r *flowRecorder) matching(proto uint8, dst netip.AddrPort) []stack.FlowEve
 	return out
 }
 
+// acceptAndClose serves port of p: it accepts connections and closes them.
+func acceptAndClose(t *testing.T, p *stacktest.Pod, port uint16) {
+	t.Helper()
+	ln, err := p.ListenTCP(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
 // TestFlowObserver: every new flow is told once, with what the data path decided: the
 // Filter's verdicts on each side it judged, the Service translation, a Service without
 // endpoints; a flow across nodes is seen leaving one node and arriving at the other.
@@ -57,20 +77,7 @@ func TestFlowObserver(t *testing.T) {
 		allow:   map[flowKey]bool{{a.IP, b.IP, 80, 6, false}: true, {c.IP, b.IP, 80, 6, false}: true, {a.IP, b.IP, 53, 17, false}: true},
 	}
 	nodes[0].SetFilter(f)
-	ln, err := b.ListenTCP(80)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	acceptAndClose(t, b, 80)
 	for _, from := range []*podDialer{{a.DialTCP}, {c.DialTCP}} {
 		conn, err := from.dial(timeout(t, 5*time.Second), netip.AddrPortFrom(b.IP, 80))
 		if err != nil {
@@ -150,20 +157,7 @@ func TestFlowObserverService(t *testing.T) {
 	s.SetFlowObserver(rec.observe)
 	lb.set(vip, netip.AddrPortFrom(podB, 8080))
 	lb.set(empty)
-	ln, err := b.ListenTCP(8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	acceptAndClose(t, b, 8080)
 	conn, err := a.DialTCP(timeout(t, 5*time.Second), vip)
 	if err != nil {
 		t.Fatal(err)
@@ -226,6 +220,26 @@ func checkIPv4TCP(t *testing.T, ip []byte, mtu int) int {
 	return len(tcp) - int(tcp.DataOffset())
 }
 
+// uniquePayload adds up the payload of TCP segments, once for each sequence number: a segment
+// sent again (a retransmission) counts once.
+type uniquePayload struct {
+	seen  map[uint32]bool
+	bytes int
+}
+
+// add counts the segment ip, with n bytes of payload.
+func (u *uniquePayload) add(ip header.IPv4, n int) {
+	seq := header.TCP(ip.Payload()).SequenceNumber()
+	if n <= 0 || u.seen[seq] {
+		return
+	}
+	if u.seen == nil {
+		u.seen = map[uint32]bool{}
+	}
+	u.seen[seq] = true
+	u.bytes += n
+}
+
 // TestCapturePod: a capture of a pod sees its frames both ways, GSO super-frames as
 // segments of at most the MTU with complete checksums, and every byte of the payload; it sees
 // nothing after it stopped.
@@ -271,9 +285,8 @@ func TestCapturePod(t *testing.T) {
 	}
 	stop()
 	pkts := rec.all()
-	// Segments sent again (a retransmission) count once.
-	toB, fromB, syn := 0, 0, false
-	segs := map[uint32]bool{}
+	var toB uniquePayload
+	fromB, syn := 0, false
 	for _, p := range pkts {
 		if len(p.pkt) < 14 || binary.BigEndian.Uint16(p.pkt[12:]) != uint16(header.IPv4ProtocolNumber) {
 			continue
@@ -282,17 +295,14 @@ func TestCapturePod(t *testing.T) {
 		n := checkIPv4TCP(t, ip, stack.DefaultMTU)
 		switch {
 		case !p.in && ip.DestinationAddress() == tcpip.AddrFrom4(podB.As4()):
-			if seq := header.TCP(ip.Payload()).SequenceNumber(); n > 0 && !segs[seq] {
-				segs[seq] = true
-				toB += n
-			}
+			toB.add(ip, n)
 			syn = syn || header.TCP(ip.Payload()).Flags() == header.TCPFlagSyn
 		case p.in && ip.SourceAddress() == tcpip.AddrFrom4(podB.As4()):
 			fromB += n
 		}
 	}
-	if toB != size || !syn {
-		t.Errorf("capture saw %d payload bytes to b (SYN seen: %v), want %d", toB, syn, size)
+	if toB.bytes != size || !syn {
+		t.Errorf("capture saw %d payload bytes to b (SYN seen: %v), want %d", toB.bytes, syn, size)
 	}
 	if fromB != 0 {
 		t.Errorf("capture saw %d payload bytes from b, want 0 (it only acknowledged)", fromB)
@@ -341,19 +351,17 @@ func TestCaptureOverlay(t *testing.T) {
 	if n := <-done; n != size {
 		t.Fatalf("server got %d bytes", n)
 	}
-	out, in := 0, 0
-	segs := map[uint32]bool{}
+	var out uniquePayload
+	in := 0
 	for _, p := range rec.all() {
 		n := checkIPv4TCP(t, p.pkt, overlayMTU)
-		seq := header.TCP(header.IPv4(p.pkt).Payload()).SequenceNumber()
 		if p.in {
 			in++
-		} else if n > 0 && !segs[seq] {
-			segs[seq] = true
-			out += n
+		} else {
+			out.add(header.IPv4(p.pkt), n)
 		}
 	}
-	if out != size || in == 0 {
-		t.Errorf("overlay capture: %d payload bytes out (want %d), %d packets in (want some)", out, size, in)
+	if out.bytes != size || in == 0 {
+		t.Errorf("overlay capture: %d payload bytes out (want %d), %d packets in (want some)", out.bytes, size, in)
 	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,6 +79,20 @@ func TestPolicyFlowsAndExplain(t *testing.T) {
 	}
 	if d := l.must(t, "flows", "--verdict", "denied"); strings.Contains(d, "forwarded") || !strings.Contains(d, "default/stranger") {
 		t.Errorf("podnet flows --verdict denied:\n%s", d)
+	}
+	// The picture draws the denied flow red, and names the policy.
+	svg := filepath.Join(t.TempDir(), "lab.svg")
+	l.must(t, "lab", "graph", "-o", svg)
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pic := string(b); !strings.Contains(pic, "<svg") || !strings.Contains(pic, "#e03131") ||
+		!strings.Contains(pic, "default/web-from-friends") || !strings.Contains(pic, "default/stranger") {
+		t.Errorf("podnet lab graph: no red flow from the stranger denied by default/web-from-friends in the SVG")
+	}
+	if dot := l.must(t, "lab", "graph", "--format", "dot"); !strings.HasPrefix(strings.TrimSpace(dot), "//") || !strings.Contains(dot, "digraph") {
+		t.Errorf("podnet lab graph --format dot:\n%.300s", dot)
 	}
 	if n := l.metric(t, "podnet_policy_denied_total"); n < 1 {
 		t.Errorf("podnet_policy_denied_total = %v, want at least 1", n)

@@ -135,6 +135,10 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 		r.Complete(true)
 		return
 	}
+	// Active from the host connection on, before the pod's handshake completes: a pod that
+	// sees its connection established finds it counted.
+	s.egress.tcpActive.Add(1)
+	defer s.egress.tcpActive.Add(-1)
 	var wq waiter.Queue
 	ep, tcpErr := r.CreateEndpoint(&wq)
 	r.Complete(false)
@@ -144,8 +148,6 @@ func (s *Stack) forwardTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	s.egress.tcpConns.Add(1)
-	s.egress.tcpActive.Add(1)
-	defer s.egress.tcpActive.Add(-1)
 	s.spliceTCP(p.ctx, gonet.NewTCPConn(&wq, ep), host)
 }
 

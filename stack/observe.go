@@ -268,7 +268,9 @@ func (c *captureSet) active() []CaptureFunc {
 
 // CapturePod starts a capture of the frames of the pod with address ip, both
 // ways; stop ends it. It fails if no such pod is attached. Its frames stop
-// when the pod is detached.
+// when the pod is detached. The packet path takes no lock for captures: a
+// frame a reader was handling when stop was called may still reach fn, so fn
+// must stay callable after stop (drop what comes late).
 func (s *Stack) CapturePod(ip netip.Addr, fn CaptureFunc) (stop func(), err error) {
 	ip = ip.Unmap()
 	if !ip.Is4() {

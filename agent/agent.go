@@ -105,6 +105,9 @@ type Options struct {
 	// port): the lab's hostLoopback setting maps the host's 127.0.0.1 there. The zero Addr (as in
 	// Kubernetes mode) refuses them: a pod must not reach the node's loopback services.
 	HostLoopback netip.Addr
+	// MaxNewFlowsPerPod bounds the new flows each pod may start a second (stack.Options):
+	// 0 is the data path's default, negative no bound.
+	MaxNewFlowsPerPod int
 	// DisableFlows turns the flow log off (flows.go): no new flow is named or kept, and the data
 	// path does not look for them.
 	DisableFlows bool
@@ -185,15 +188,16 @@ func New(opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	st, err := stack.New(stack.Options{
-		ConntrackFile:   filepath.Join(runDir, "conntrack"),
-		Logger:          opts.Logger.With("component", "stack"),
-		PodCIDR:         opts.PodCIDR,
-		Gateway:         pool.Gateway(),
-		ClusterPrefixes: []netip.Prefix{opts.Network.ClusterCIDR, opts.Network.ServiceCIDR},
-		MTU:             opts.Network.MTU,
-		Services:        balancer{px},
-		ServicePrefixes: []netip.Prefix{opts.Network.ServiceCIDR},
-		HostLoopback:    opts.HostLoopback,
+		ConntrackFile:     filepath.Join(runDir, "conntrack"),
+		Logger:            opts.Logger.With("component", "stack"),
+		PodCIDR:           opts.PodCIDR,
+		Gateway:           pool.Gateway(),
+		ClusterPrefixes:   []netip.Prefix{opts.Network.ClusterCIDR, opts.Network.ServiceCIDR},
+		MTU:               opts.Network.MTU,
+		Services:          balancer{px},
+		ServicePrefixes:   []netip.Prefix{opts.Network.ServiceCIDR},
+		HostLoopback:      opts.HostLoopback,
+		MaxNewFlowsPerPod: opts.MaxNewFlowsPerPod,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("agent: node %s: stack: %w", opts.NodeName, err)

@@ -279,6 +279,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descStackDropped, s.DroppedNoRoute, "no_route")
 	counter(descStackDropped, s.DroppedBadFrame, "bad_frame")
 	counter(descStackDropped, s.DroppedUnsupported, "unsupported")
+	counter(descStackDropped, s.DroppedNewFlows, "new_flow_limit")
 	counter(descStackDropped, s.DroppedWrite, "write")
 	counter(descStackDropped, s.DroppedOverlayTx, "overlay_tx")
 	counter(descStackDropped, s.DroppedOverlayRx, "overlay_rx")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/podnet/podnet/cniplugin"
 	"github.com/podnet/podnet/kubenode"
+	"github.com/podnet/podnet/stack"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -23,6 +24,7 @@ func newNodeCommand() *cobra.Command {
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf, metricsAddr string
 		mtu, httpPort, httpsPort                                                                                               int
 		flows                                                                                                                  bool
+		maxNewFlows                                                                                                            int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -47,7 +49,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 			}
 			o := kubenode.Options{
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
-				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr, DisableFlows: !flows,
+				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr, DisableFlows: !flows, MaxNewFlowsPerPod: maxNewFlows,
 				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
 				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			}
@@ -100,6 +102,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
+	f.IntVar(&maxNewFlows, "max-new-flows-per-pod", stack.DefaultMaxNewFlowsPerPod, "the new flows (TCP SYNs, first UDP datagrams) a pod may start a second; more are dropped and counted (podnet_stack_dropped_frames_total{reason=\"new_flow_limit\"}); negative: no bound")
 	f.BoolVar(&flows, "flows", true, "keep a log of the new flows the node sees (podnet flows, podnet check's reasons)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd

@@ -76,6 +76,8 @@ type Options struct {
 	MetricsAddr string
 	// DisableFlows turns the node's flow log off (agent.Options.DisableFlows).
 	DisableFlows bool
+	// MaxNewFlowsPerPod bounds the new flows a pod may start a second (agent.Options).
+	MaxNewFlowsPerPod int
 	// Logger receives the node's logs. Nil means discard.
 	Logger *slog.Logger
 }
@@ -160,16 +162,17 @@ func Run(ctx context.Context, o Options) error {
 			Domain:      o.ClusterDomain,
 			MTU:         o.MTU,
 		},
-		Source:           src,
-		Nodes:            nodeWriter{o.Client},
-		StateDir:         o.StateDir,
-		RunDir:           o.RunDir,
-		Logger:           log,
-		Registerer:       reg,
-		NodeInterface:    o.NodeInterface,
-		IngressHTTPPort:  o.IngressHTTPPort,
-		IngressHTTPSPort: o.IngressHTTPSPort,
-		DisableFlows:     o.DisableFlows,
+		Source:            src,
+		Nodes:             nodeWriter{o.Client},
+		StateDir:          o.StateDir,
+		RunDir:            o.RunDir,
+		Logger:            log,
+		Registerer:        reg,
+		NodeInterface:     o.NodeInterface,
+		IngressHTTPPort:   o.IngressHTTPPort,
+		IngressHTTPSPort:  o.IngressHTTPSPort,
+		DisableFlows:      o.DisableFlows,
+		MaxNewFlowsPerPod: o.MaxNewFlowsPerPod,
 	})
 	if err != nil {
 		return fmt.Errorf("podnet node %s: %w", o.NodeName, err)

@@ -1,6 +1,7 @@
 package stack_test
 
 import (
+	"context"
 	"encoding/binary"
 	"io"
 	"net"
@@ -376,5 +377,43 @@ func TestCaptureOverlay(t *testing.T) {
 	}
 	if out.bytes != size || in == 0 {
 		t.Errorf("overlay capture: %d payload bytes out (want %d), %d packets in (want some)", out.bytes, size, in)
+	}
+}
+
+// TestNewFlowLimit: a pod that starts more new flows a second than MaxNewFlowsPerPod loses the
+// excess where it is read, counted; the datagrams of a flow it has started pass.
+func TestNewFlowLimit(t *testing.T) {
+	s := newStack(t, func(o *stack.Options) { o.MaxNewFlowsPerPod = 10 })
+	a := addFramePort(t, s, podA)
+	b := addFramePort(t, s, podB)
+	ctx := timeout(t, 10*time.Second)
+	for port := range uint16(100) {
+		a.Send(ctx, stack.UDPFrame(netip.AddrPortFrom(podA, 1000+port), netip.AddrPortFrom(podB, 53), gateway, 64, []byte("x")))
+	}
+	got := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := b.Next(short)
+		cancel()
+		if err != nil {
+			break
+		}
+		got++
+	}
+	// Within one second of the Stack's clock 10 pass; across a second's edge up to 20.
+	if got < 10 || got > 20 {
+		t.Errorf("%d of 100 new flows passed, want 10 to 20", got)
+	}
+	if st := s.Stats(); st.DroppedNewFlows != uint64(100-got) {
+		t.Errorf("DroppedNewFlows = %d, want %d", st.DroppedNewFlows, 100-got)
+	}
+	// The first flow is known: its next datagrams are no new flow, whatever the count.
+	for range 30 {
+		a.Send(ctx, stack.UDPFrame(netip.AddrPortFrom(podA, 1000), netip.AddrPortFrom(podB, 53), gateway, 64, []byte("y")))
+	}
+	for i := range 30 {
+		if _, err := b.Next(ctx); err != nil {
+			t.Fatalf("datagram %d of a known flow: %v", i, err)
+		}
 	}
 }

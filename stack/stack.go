@@ -32,6 +32,7 @@ const (
 	DefaultMaxUDPFlows          = 1024
 	DefaultUDPIdleTimeout       = 30 * time.Second
 	DefaultHostDialTimeout      = 30 * time.Second
+	DefaultMaxNewFlowsPerPod    = 20000
 )
 
 // HostDialer opens host connections for egress; *net.Dialer satisfies it.
@@ -113,6 +114,15 @@ type Options struct {
 	// is translated by Services. They should also be in ClusterPrefixes,
 	// so that what is not translated is refused.
 	ServicePrefixes []netip.Prefix
+
+	// MaxNewFlowsPerPod bounds the new flows each pod may start a second
+	// (TCP SYNs, first datagrams of UDP and SCTP flows; per queue of a
+	// multi-queue pod, its share): further ones are dropped where they
+	// are read, before any other work, and counted. It keeps a pod that
+	// floods (hping3 --flood) from taking the node's connection tracking,
+	// overlay and CPU from other pods' established flows. 0 means
+	// DefaultMaxNewFlowsPerPod (20,000); negative means no bound.
+	MaxNewFlowsPerPod int
 
 	// MaxConntrack bounds the translated flows tracked at once; the first
 	// packets of further flows are dropped. 0 means DefaultMaxConntrack.
@@ -216,6 +226,9 @@ type podQueue struct {
 	udp   []byte            // UDP GSO frames cut for the netstack
 	tx    podTx             // frames cut for the overlay
 	flow  FlowEvent         // the new flow being handled, for the FlowObserver
+	// newFlows counts the new flows read in second newFlowsAt (the Stack's
+	// clock), against the queue's share of MaxNewFlowsPerPod.
+	newFlows, newFlowsAt, newFlowsMax uint32
 }
 
 // queueFor returns the queue of p that the frame whose IPv4 packet is ip
@@ -349,6 +362,9 @@ func normalize(o *Options) error {
 	if o.HostDialTimeout <= 0 {
 		o.HostDialTimeout = DefaultHostDialTimeout
 	}
+	if o.MaxNewFlowsPerPod == 0 {
+		o.MaxNewFlowsPerPod = DefaultMaxNewFlowsPerPod
+	}
 	if o.MaxConntrack <= 0 {
 		o.MaxConntrack = DefaultMaxConntrack
 	}
@@ -433,8 +449,12 @@ func (s *Stack) attach(ip netip.Addr, ports []Port) error {
 		ip4: ip4,
 		mac: macFor(ip),
 	}
+	var newFlowsMax uint32
+	if m := s.opts.MaxNewFlowsPerPod; m > 0 {
+		newFlowsMax = uint32(max(1, m/len(ports)))
+	}
 	for _, port := range ports {
-		p.queues = append(p.queues, &podQueue{port: port, done: make(chan struct{})})
+		p.queues = append(p.queues, &podQueue{port: port, done: make(chan struct{}), newFlowsMax: newFlowsMax})
 	}
 	p.ctx, p.cancel = context.WithCancel(s.ctx)
 	p.link = &podLink{port: ports[0], podMAC: p.mac, gwMAC: s.gwMAC, frames: &s.framebs, ctr: &p.ctr, capt: &p.capt}
@@ -562,12 +582,26 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		captureFrame(fns, frame, true)
 	}
 	ob := s.flowObs.Load()
-	if ob == nil || len(frame) < netOff+20 || binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
+	if (ob == nil && q.newFlowsMax == 0) || len(frame) < netOff+20 || binary.BigEndian.Uint16(frame[ethOff+12:]) != etherTypeIPv4 {
 		s.route(p, q, frame, nil)
 		return
 	}
 	ip := frame[netOff:]
 	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) || !s.newFlow(ip) {
+		s.route(p, q, frame, nil)
+		return
+	}
+	if q.newFlowsMax != 0 {
+		if now := s.clock.Load(); q.newFlowsAt != now {
+			q.newFlowsAt, q.newFlows = now, 0
+		}
+		if q.newFlows >= q.newFlowsMax {
+			p.ctr.newFlowDrops.Add(1)
+			return
+		}
+		q.newFlows++
+	}
+	if ob == nil {
 		s.route(p, q, frame, nil)
 		return
 	}

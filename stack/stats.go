@@ -82,6 +82,11 @@ type Stats struct {
 	// reached.
 	LimitDrops uint64
 
+	// DroppedNewFlows counts new flows (SYNs, first datagrams) from pods
+	// dropped because their pod started more than MaxNewFlowsPerPod that
+	// second.
+	DroppedNewFlows uint64
+
 	// PolicyDenied counts new flows (TCP SYNs, first datagrams) that the
 	// Filter (NetworkPolicy) denied; they were dropped.
 	PolicyDenied uint64
@@ -131,6 +136,7 @@ type counters struct {
 	overlayBytes   atomic.Uint64
 	overlayDropped atomic.Uint64
 	localDatagrams atomic.Uint64
+	newFlowDrops   atomic.Uint64
 
 	_               [64]byte // keep the netstack's writes off the reader's cache lines
 	fromStack       atomic.Uint64
@@ -175,6 +181,7 @@ func (c *counters) addTo(s *Stats) {
 	s.OverlayTxBytes += c.overlayBytes.Load()
 	s.DroppedOverlayTx += c.overlayDropped.Load()
 	s.LocalDatagrams += c.localDatagrams.Load()
+	s.DroppedNewFlows += c.newFlowDrops.Load()
 }
 
 // egressCounters are the Stack-wide counters of host connections.

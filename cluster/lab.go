@@ -98,6 +98,10 @@ type LabSpec struct {
 	// flows). Default true; false spares the data path its look at each
 	// connection attempt and first datagram.
 	FlowLog *bool `json:"flowLog,omitempty"`
+	// MaxNewFlowsPerPod bounds the new flows (TCP SYNs, first UDP and SCTP
+	// datagrams) each pod may start a second; more are dropped and counted.
+	// 0 (unset) is the default, 20,000; -1 means no bound.
+	MaxNewFlowsPerPod int `json:"maxNewFlowsPerPod,omitempty"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
 }
@@ -227,6 +231,8 @@ type Network struct {
 	HostLoopback bool
 	// FlowLog says whether the nodes log new flows (LabSpec.FlowLog).
 	FlowLog bool
+	// MaxNewFlowsPerPod is LabSpec.MaxNewFlowsPerPod: 0 the default, -1 none.
+	MaxNewFlowsPerPod int
 }
 
 // IngressPorts returns the TCP ports the nodes' Ingress controllers listen
@@ -263,10 +269,11 @@ func (l *Lab) Network() (Network, error) {
 		Domain:      spec.ClusterDomain,
 		MTU:         spec.MTU,
 		// Validation has checked that both are ports.
-		IngressHTTPPort:  uint16(spec.Ingress.HTTPPort),
-		IngressHTTPSPort: uint16(spec.Ingress.HTTPSPort),
-		HostLoopback:     spec.HostLoopback == nil || *spec.HostLoopback,
-		FlowLog:          spec.FlowLog == nil || *spec.FlowLog,
+		IngressHTTPPort:   uint16(spec.Ingress.HTTPPort),
+		IngressHTTPSPort:  uint16(spec.Ingress.HTTPSPort),
+		HostLoopback:      spec.HostLoopback == nil || *spec.HostLoopback,
+		FlowLog:           spec.FlowLog == nil || *spec.FlowLog,
+		MaxNewFlowsPerPod: spec.MaxNewFlowsPerPod,
 	}
 	for _, u := range spec.DNS.Upstreams {
 		n.Upstreams = append(n.Upstreams, netip.MustParseAddrPort(u))
@@ -476,6 +483,10 @@ func validateLabSpec(spec *LabSpec, path *field.Path) field.ErrorList {
 	if spec.MTU < MinMTU || spec.MTU > MaxMTU {
 		errs = append(errs, field.Invalid(path.Child("mtu"), spec.MTU, validation.InclusiveRangeError(MinMTU, MaxMTU)))
 	}
+	if spec.MaxNewFlowsPerPod < -1 {
+		errs = append(errs, field.Invalid(path.Child("maxNewFlowsPerPod"), spec.MaxNewFlowsPerPod,
+			"must be a number of new flows a second, 0 for the default (20000), or -1 for no bound"))
+	}
 
 	upPath := path.Child("dns", "upstreams")
 	seenUp := make(map[netip.AddrPort]bool)
@@ -619,6 +630,7 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		{"ingress.httpsPort", ingressPortString(o.Ingress.HTTPSPort), ingressPortString(n.Ingress.HTTPSPort), func(a, b string) bool { return a == b }},
 		{"hostLoopback", fmt.Sprint(o.HostLoopback == nil || *o.HostLoopback), fmt.Sprint(n.HostLoopback == nil || *n.HostLoopback), func(a, b string) bool { return a == b }},
 		{"flowLog", fmt.Sprint(o.FlowLog == nil || *o.FlowLog), fmt.Sprint(n.FlowLog == nil || *n.FlowLog), func(a, b string) bool { return a == b }},
+		{"maxNewFlowsPerPod", fmt.Sprint(o.MaxNewFlowsPerPod), fmt.Sprint(n.MaxNewFlowsPerPod), func(a, b string) bool { return a == b }},
 	} {
 		if !f.same(f.old, f.new) {
 			errs = append(errs, field.Forbidden(spec.Child(f.name),

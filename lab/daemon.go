@@ -207,20 +207,21 @@ func (d *daemon) syncAgents() {
 		addr, _ := netip.ParseAddr(nodeAddress(n))
 		httpPort, httpsPort := netw.IngressPorts(Rootless())
 		aopts := agent.Options{
-			IngressHTTPPort:  httpPort,
-			IngressHTTPSPort: httpsPort,
-			Ingress:          d,
-			NodeName:         n.Name,
-			NodeAddress:      addr,
-			PodCIDR:          cidr,
-			Network:          netw,
-			Source:           d.store,
-			Nodes:            d.store,
-			StateDir:         filepath.Join(d.opts.Dir, "nodes", n.Name),
-			Logger:           d.log.With("node", n.Name),
-			Registerer:       prometheus.WrapRegistererWith(nil, d.reg),
-			HostLoopback:     hostLoopback(netw),
-			DisableFlows:     !netw.FlowLog,
+			IngressHTTPPort:   httpPort,
+			IngressHTTPSPort:  httpsPort,
+			Ingress:           d,
+			NodeName:          n.Name,
+			NodeAddress:       addr,
+			PodCIDR:           cidr,
+			Network:           netw,
+			Source:            d.store,
+			Nodes:             d.store,
+			StateDir:          filepath.Join(d.opts.Dir, "nodes", n.Name),
+			Logger:            d.log.With("node", n.Name),
+			Registerer:        prometheus.WrapRegistererWith(nil, d.reg),
+			HostLoopback:      hostLoopback(netw),
+			DisableFlows:      !netw.FlowLog,
+			MaxNewFlowsPerPod: netw.MaxNewFlowsPerPod,
 		}
 		a, err := agent.New(aopts)
 		if err != nil {

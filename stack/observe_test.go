@@ -44,6 +44,20 @@ func (r *flowRecorder) matching(proto uint8, dst netip.AddrPort) []stack.FlowEve
 	return out
 }
 
+// settled returns the flows to dst of protocol proto once there are want of them, or what
+// there is after 2 s: a flow is told after its first packet is on its way, so its answer can
+// reach the client first.
+func (r *flowRecorder) settled(proto uint8, dst netip.AddrPort, want int) []stack.FlowEvent {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		evs := r.matching(proto, dst)
+		if len(evs) >= want || time.Now().After(deadline) {
+			return evs
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // acceptAndClose serves port of p: it accepts connections and closes them.
 func acceptAndClose(t *testing.T, p *stacktest.Pod, port uint16) {
 	t.Helper()
@@ -168,11 +182,11 @@ func TestFlowObserverService(t *testing.T) {
 	if _, err := a.DialTCP(timeout(t, 2*time.Second), empty); err == nil {
 		t.Error("a Service without endpoints accepted a connection")
 	}
-	if evs := rec.matching(6, netip.AddrPortFrom(podB, 8080)); len(evs) != 1 || evs[0].Service != vip ||
+	if evs := rec.settled(6, netip.AddrPortFrom(podB, 8080), 1); len(evs) != 1 || evs[0].Service != vip ||
 		evs[0].Src.Addr() != podA || evs[0].Verdict != stack.FlowForwarded || evs[0].Filter != nil {
 		t.Errorf("Service flow: %+v; want one, from a, through %v, forwarded, not judged", evs, vip)
 	}
-	if evs := rec.matching(6, empty); len(evs) != 1 || evs[0].Verdict != stack.FlowNoEndpoint || evs[0].Service != empty {
+	if evs := rec.settled(6, empty, 1); len(evs) != 1 || evs[0].Verdict != stack.FlowNoEndpoint || evs[0].Service != empty {
 		t.Errorf("flow to a Service without endpoints: %+v; want one, no-endpoint", evs)
 	}
 }

@@ -6,7 +6,8 @@
 #     two `podnet node` processes, summed): idle before, the peak while the flood runs (sampled
 #     every 0.5 s), and 30 s after it ends;
 #   - an established iperf3 flow (pod on node A to pod on node B, 10 s) during the flood, against
-#     the same flow without one;
+#     the same flow without one; then again while the same flood comes from an attacker held to
+#     ATTACKER_CPU (default 100m) of CPU, as a pod's CPU limit holds it on a real node;
 #   - new connections from another pod during the flood: curl's connect time to a ClusterIP
 #     (20 tries, median and worst), against the same without a flood;
 #   - what the agents dropped or held back, by reason (their metrics, before and after; the lab
@@ -20,9 +21,12 @@
 #   fragments      UDP flood of fragments to `web`
 #   syn-nodeport   SYN flood from outside (lab: the host; cluster: its bridge) to node A's NodePort
 #   syn-ingress    SYN flood from outside to node A's Ingress port
-# Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go; FLOODS="a b"
-# to pick; the cluster needs `make kube-bin`; ATTACKER_CPU=500m gives the cluster's attacker pod
-# a CPU limit, as a real cluster's pods have)
+# The reference, in the same run: the kernel's own network (three namespaces on a bridge), an
+# iperf3 flow between two of them, alone and during a SYN flood and a UDP flood from the third,
+# hping3 unlimited and then held to ATTACKER_CPU. On a machine with few cores, an unlimited hping3
+# takes a core, and any network's flows lose that core.
+# Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go, nsenter; FLOODS="a b"
+# to pick; the cluster needs `make kube-bin`; the limit needs cgroup v1's cpu controller or cgroup v2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +35,7 @@ MODE=lab
 LAB=pnflood
 SECS=12
 FLOODS=${FLOODS:-"syn-clusterip syn-pod udp-pod udp-dns spoofed fragments syn-nodeport syn-ingress"}
+ATTACKER_CPU=${ATTACKER_CPU:-100m}
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 for c in hping3 iperf3 jq curl go; do command -v "$c" >/dev/null || { echo "missing $c (apt-get install hping3 iperf3 jq curl)" >&2; exit 1; }; done
@@ -39,9 +44,17 @@ TMP=$(mktemp -d /tmp/pnflood.XXXXXX)
 chmod 711 "$TMP"
 PODNET="$TMP/podnet"
 LAB_STARTED=0
+KNS="pnfk-$$"
+CG=""
 cleanup() {
 	set +e
 	pkill -f "hping3 .*--flood" 2>/dev/null
+	[ -n "${HOLDER:-}" ] && kill "$HOLDER" 2>/dev/null
+	for n in c s a br; do ip netns pids "$KNS-$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$KNS-$n" 2>/dev/null; done
+	if [ -n "$CG" ]; then
+		sleep 0.5
+		rmdir "$CG" 2>/dev/null || echo "warning: could not remove the cgroup $CG" >&2
+	fi
 	if [ "$LAB_STARTED" = 1 ]; then
 		if [ "$MODE" = lab ]; then
 			"$PODNET" lab down --name "$LAB" >/dev/null 2>&1 || echo "warning: lab down failed" >&2
@@ -56,6 +69,29 @@ trap 'exit 130' INT TERM
 
 go build -o "$PODNET" ./cmd/podnet
 pn() { "$PODNET" --name "$LAB" "$@"; }
+
+# The CPU limit of the held attacker: a cgroup with a CFS quota of ATTACKER_CPU (100m: 10 ms in
+# every 100 ms), as the kubelet gives a pod with that limit.
+case $ATTACKER_CPU in
+*m) QUOTA=$(( ${ATTACKER_CPU%m} * 100 )) ;;
+*) QUOTA=$(awk -v c="$ATTACKER_CPU" 'BEGIN {printf "%d", c * 100000}') ;;
+esac
+if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+	CG=/sys/fs/cgroup/cpu/pnflood-$$
+	mkdir "$CG"
+	echo 100000 >"$CG/cpu.cfs_period_us"
+	echo "$QUOTA" >"$CG/cpu.cfs_quota_us"
+elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+	CG=/sys/fs/cgroup/pnflood-$$
+	echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+	mkdir "$CG"
+	echo "$QUOTA 100000" >"$CG/cpu.max"
+else
+	echo "no cgroup cpu controller: cannot hold an attacker to ATTACKER_CPU" >&2
+	exit 1
+fi
+# held CMD...: runs CMD in the attacker's cgroup.
+held() { sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
 
 if [ "$MODE" = lab ]; then
 	cat >"$TMP/lab.yaml" <<-EOF
@@ -124,6 +160,13 @@ if [ "$MODE" = lab ]; then
 	[ -n "$pid" ] || { echo "no daemon pid" >&2; exit 1; }
 	pexec() { pn exec "$1" -- "${@:2}"; }
 	OUTSIDE=""
+	# The held attacker: the same pod's network namespace, entered from the attacker's cgroup.
+	pexec attacker sleep 3601 >/dev/null 2>&1 &
+	HOLDER=$!
+	APID=""
+	for _ in $(seq 100); do APID=$(pgrep -n -x -f "sleep 3601") && break; sleep 0.1; done
+	[ -n "$APID" ] || { echo "cannot find a process of the pod attacker" >&2; exit 1; }
+	held_pod() { held nsenter -t "$APID" -n "$@"; }
 	podip() { pn get pods -o json | jq -r --arg n "$1" '.items[] | select(.metadata.name==$n) | .status.podIP'; }
 	WEB=$(podip web) SERVER=$(podip server)
 	VIP=$(pn get svc web -o json | jq -r '.items[0].spec.clusterIP // .spec.clusterIP')
@@ -153,16 +196,20 @@ else
 	LAB_STARTED=1
 	export KUBECONFIG=/var/lib/podnet-cluster/$LAB/kubeconfig
 	tb() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2]}"; }
-	ATTACKER_LIMIT=""
-	[ -n "${ATTACKER_CPU:-}" ] && ATTACKER_LIMIT=", resources: {limits: {cpu: \"$ATTACKER_CPU\"}}"
 	$K apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: attacker}
+spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: attacker-held}
 spec:
   nodeName: node-1
   containers:
-  - {name: c, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [sleep, "3600"]$ATTACKER_LIMIT}
+  - {name: c, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [sleep, "3600"],
+     resources: {limits: {cpu: "$ATTACKER_CPU"}}}
 ---
 apiVersion: v1
 kind: Pod
@@ -206,8 +253,9 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
 YAML
-	$K wait --for=condition=Ready pod/attacker pod/client pod/prober pod/server pod/web --timeout=180s >/dev/null
+	$K wait --for=condition=Ready pod/attacker pod/attacker-held pod/client pod/prober pod/server pod/web --timeout=180s >/dev/null
 	pexec() { $K exec "$1" -- "${@:2}"; }
+	held_pod() { pexec attacker-held "$@"; }
 	podip() { $K get pod "$1" -o jsonpath='{.status.podIP}'; }
 	WEB=$(podip web) SERVER=$(podip server)
 	VIP=$($K get svc web -o jsonpath='{.spec.clusterIP}')
@@ -244,26 +292,75 @@ flood_cmd() {
 	*) echo "unknown flood $1" >&2; exit 1 ;;
 	esac
 }
+# start_flood FLOOD [held]: starts it in the background (FLOOD_PID), from the attacker held to
+# ATTACKER_CPU if asked.
 start_flood() {
 	read -r where cmd < <(flood_cmd "$1")
-	if [ "$where" = pod ]; then
+	if [ "$where" = pod ] && [ "${2:-}" = held ]; then
+		(held_pod timeout "$SECS" $cmd) >/dev/null 2>&1 &
+	elif [ "$where" = pod ]; then
 		(pexec attacker timeout "$SECS" $cmd) >/dev/null 2>&1 &
+	elif [ "${2:-}" = held ]; then
+		held timeout "$SECS" $OUTSIDE $cmd >/dev/null 2>&1 &
 	else
 		timeout "$SECS" $OUTSIDE $cmd >/dev/null 2>&1 &
 	fi
+	FLOOD_PID=$!
 }
 
-echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1)"
+# kernel_ref: the reference. Three namespaces on a bridge (made in a fourth; nothing in the
+# host's), iperf3 from c to s, alone and during floods from a, unlimited and held.
+kernel_ref() {
+	ip netns add "$KNS-br"
+	ip -n "$KNS-br" link add br0 type bridge
+	ip -n "$KNS-br" link set br0 up
+	local i=1 n
+	for n in c s a; do
+		ip netns add "$KNS-$n"
+		ip -n "$KNS-br" link add "v$n" type veth peer name eth0 netns "$KNS-$n"
+		ip -n "$KNS-br" link set "v$n" master br0 up
+		ip -n "$KNS-$n" addr add "10.251.0.$i/24" dev eth0
+		ip -n "$KNS-$n" link set eth0 up
+		ip -n "$KNS-$n" link set lo up
+		i=$((i + 1))
+	done
+	ip netns exec "$KNS-s" iperf3 -s >/dev/null 2>&1 &
+	ip netns exec "$KNS-s" "$PODNET" serve --http 80 >/dev/null 2>&1 &
+	sleep 1
+	kiperf() { ip netns exec "$KNS-c" iperf3 -c 10.251.0.2 -t 10 -J | jq '.end.sum_received.bits_per_second / 1e9'; }
+	# kflood [held] ARGS...: an iperf3 during hping3 ARGS from a; prints "Gbit/s ratio".
+	kflood() {
+		local pre=()
+		[ "$1" = held ] && pre=(held)
+		shift
+		timeout "$SECS" "${pre[@]}" ip netns exec "$KNS-a" hping3 -q --flood "$@" 10.251.0.2 >/dev/null 2>&1 &
+		local fp=$!
+		sleep 1
+		local t
+		t=$(kiperf)
+		wait "$fp" || true
+		awk -v a="$t" -v b="$kbase" 'BEGIN {printf "%.2f Gbit/s (%.2fx)", a, a / b}'
+	}
+	kbase=$( (kiperf; kiperf; kiperf) | sort -n | sed -n 2p)
+	printf 'kernel reference (veth and a bridge): iperf3 %.2f Gbit/s alone (median of 3)\n' "$kbase"
+	printf '  during a SYN flood: %s; hping3 held to %s: %s\n' "$(kflood free -S -p 80)" "$ATTACKER_CPU" "$(kflood held -S -p 80)"
+	printf '  during a UDP flood: %s; hping3 held to %s: %s\n' "$(kflood free --udp -p 9)" "$ATTACKER_CPU" "$(kflood held --udp -p 9)"
+}
+
+echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1); the held attacker: $ATTACKER_CPU of CPU"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+kernel_ref
 sleep 5
 IDLE=$(rss)
-BASE_TPUT=$(iperf)
+# The flow alone: the median of three runs, as one run on a busy 2-vCPU machine can be 20% off.
+BASE_TPUT=$( (iperf; iperf; iperf) | sort -n | sed -n 2p)
 BASE_CONN=$(connects)
 base_med=$(median <<<"$BASE_CONN") base_worst=$(worst <<<"$BASE_CONN")
 echo
-echo "without a flood: the agents ${IDLE} MiB resident; iperf3 ${BASE_TPUT} Gbit/s; new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
+echo "without a flood: the agents ${IDLE} MiB resident; iperf3 $(printf %.2f "$BASE_TPUT") Gbit/s (median of 3); new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
 echo
-printf '%-14s %6s %6s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "Gbit/s" "ratio" "conn-med" "worst" "drops and waits during the flood (by reason)"
+printf '%-14s %6s %6s %6s %9s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "Gbit/s" "ratio" "held" "ratio" "conn-med" "worst" "drops and waits during the unlimited flood (by reason)"
 for f in $FLOODS; do
 	before=$(drops)
 	idle=$(rss)
@@ -276,15 +373,20 @@ for f in $FLOODS; do
 	tput=$(iperf)
 	conn=$(connects)
 	wait "$sampler" || true
-	wait || true
+	wait "$FLOOD_PID" || true
 	peak=$(sort -n "$peakf" | tail -1)
 	after=$(drops)
+	start_flood "$f" held
+	sleep 1
+	held_tput=$(iperf)
+	wait "$FLOOD_PID" || true
 	sleep 30
 	later=$(rss)
 	delta=$(join -a2 -e0 -o 0,1.2,2.2 <(echo "$before") <(echo "$after") | awk '$3 - $2 > 0 {printf "%s %d; ", $1, $3 - $2}')
 	ratio=$(awk -v a="$tput" -v b="$BASE_TPUT" 'BEGIN {printf "%.2f", a / b}')
-	printf '%-14s %6s %6s %6s %9.2f %6s %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$tput" "$ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
+	held_ratio=$(awk -v a="$held_tput" -v b="$BASE_TPUT" 'BEGIN {printf "%.2f", a / b}')
+	printf '%-14s %6s %6s %6s %9.2f %6s %9.2f %6s %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$tput" "$ratio" "$held_tput" "$held_ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
 done
 echo
-echo "memory in MiB (both nodes' agents: the lab daemon, or the two podnet node processes); conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node A during the flood"
+echo "memory in MiB (both nodes' agents: the lab daemon, or the two podnet node processes), peak during the unlimited flood, +30s after the held one; held: the iperf3 flow while the attacker is held to $ATTACKER_CPU of CPU; conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node A during the unlimited flood"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -10,8 +10,7 @@
 #     ATTACKER_CPU (default 100m) of CPU, as a pod's CPU limit holds it on a real node;
 #   - new connections from another pod during the flood: curl's connect time to a ClusterIP
 #     (20 tries, median and worst), against the same without a flood;
-#   - what the agents dropped or held back, by reason (their metrics, before and after; the lab
-#     only: `podnet node` serves no metrics yet).
+#   - what the agents dropped or held back, by reason (their metrics, before and after).
 # The floods (hping3 --flood, 12 s each), from the pod `attacker` on node A unless said:
 #   syn-clusterip  SYN flood to the ClusterIP of `web` (one source address, ports counting up)
 #   syn-pod        SYN flood to the pod `web` (on node B) directly
@@ -175,17 +174,6 @@ if [ "$MODE" = lab ]; then
 	DNS=10.96.0.10
 	metrics() { curl -s --unix-socket "/run/podnet/$LAB/lab.sock" http://lab/metrics; }
 	rss() { awk '/VmRSS/{print int($2/1024)}' "/proc/$pid/status"; }
-	# drops: "reason=value" lines of every drop and hold-back counter, summed over the nodes.
-	drops() {
-		metrics | awk '
-			/^podnet_(stack_dropped_frames_total|overlay_dropped_packets_total|overlay_window_waits_total)/ {
-				match($0, /reason="[^"]*"|direction="[^"]*"/); r = substr($0, RSTART, RLENGTH); sub(/^[a-z]*=/, "", r); gsub(/"/, "", r)
-				split($1, n, "{"); k = n[1] "/" r; v[k] += $2 }
-			/^podnet_service_flows_total/ && !/translated/ {
-				match($0, /result="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); v["service_flows/" r] += $2 }
-			END { for (k in v) print k, v[k] }' | sed 's/^podnet_//; s/_total\//\//' | sort
-	}
-
 else
 	go build -o bin/podnet ./cmd/podnet
 	go build -o bin/podnet-cni ./cmd/podnet-cni
@@ -196,6 +184,9 @@ else
 	LAB_STARTED=1
 	export KUBECONFIG=/var/lib/podnet-cluster/$LAB/kubeconfig
 	tb() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2]}"; }
+	# The measured pods request CPU, as a workload whose throughput matters does: a BestEffort
+	# pod gets cpu.shares 2 and loses its CPU to any busy neighbour, whatever the network does.
+	tbr() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2], resources: {requests: {cpu: 500m}}}"; }
 	$K apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Pod
@@ -214,7 +205,7 @@ spec:
 apiVersion: v1
 kind: Pod
 metadata: {name: client}
-spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
+spec: {nodeName: node-1, containers: [$(tbr c 'sleep, "3600"')]}
 ---
 apiVersion: v1
 kind: Pod
@@ -224,7 +215,7 @@ spec: {nodeName: node-1, containers: [$(tb c 'sleep, "3600"')]}
 apiVersion: v1
 kind: Pod
 metadata: {name: server}
-spec: {nodeName: node-2, containers: [$(tb c 'iperf3, -s')]}
+spec: {nodeName: node-2, containers: [$(tbr c 'iperf3, -s')]}
 ---
 apiVersion: v1
 kind: Pod
@@ -266,8 +257,20 @@ YAML
 	OUTSIDE="ip netns exec podnet-$LAB"
 	# The agents' memory: the two `podnet node` processes, summed.
 	rss() { for p in $(pgrep -f '^/podnet node'); do awk '/VmRSS/{print int($2/1024)}' "/proc/$p/status"; done | awk '{s += $1} END {print s}'; }
-	drops() { :; }
+	NODEB=$($K get node node-2 -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+	# Both agents' metrics (podnet node --metrics-addr, on each node's address), from outside.
+	metrics() { for ip in "$NODEA" "$NODEB"; do $OUTSIDE curl -s "http://$ip:9962/metrics"; done; }
 fi
+# drops: "reason=value" lines of every drop and hold-back counter, summed over the nodes.
+drops() {
+	metrics | awk '
+		/^podnet_(stack_dropped_frames_total|overlay_dropped_packets_total|overlay_window_waits_total)/ {
+			match($0, /reason="[^"]*"|direction="[^"]*"/); r = substr($0, RSTART, RLENGTH); sub(/^[a-z]*=/, "", r); gsub(/"/, "", r)
+			split($1, n, "{"); k = n[1] "/" r; v[k] += $2 }
+		/^podnet_service_flows_total/ && !/translated/ {
+			match($0, /result="[^"]*"/); r = substr($0, RSTART + 8, RLENGTH - 9); v["service_flows/" r] += $2 }
+		END { for (k in v) print k, v[k] }' | sed 's/^podnet_//; s/_total\//\//' | sort
+}
 iperf() { pexec client iperf3 -c "$SERVER" -t 10 -J | jq '.end.sum_received.bits_per_second / 1e9'; }
 # connects: 20 connect times (ms) to the ClusterIP from the pod prober, one per line.
 connects() {

@@ -152,21 +152,11 @@ func TestMetrics(t *testing.T) {
 	src.Set(state)
 
 	// Across the overlay: node-a and node-b shake hands.
-	ln, err := server.ListenTCP(80)
+	ln, err := server.Greet(80, []byte("hello\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("hello\n"))
-			c.Close()
-		}
-	}()
 	waitUntil(t, "a connection from node-a's pod to node-b's", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

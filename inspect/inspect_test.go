@@ -44,21 +44,11 @@ func newServer(t *testing.T) (c *inspect.Client, a, b *stacktest.Pod) {
 		return p
 	}
 	a, b = pod("10.244.0.10"), pod("10.244.0.20")
-	ln, err := b.ListenTCP(80)
+	ln, err := b.Greet(80, []byte("hi"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("hi"))
-			c.Close()
-		}
-	}()
 	sock := filepath.Join(t.TempDir(), "inspect.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {

@@ -61,21 +61,11 @@ func TestPolicyTCPIngress(t *testing.T) {
 	}
 	nodes[0].SetFilter(f)
 	for _, port := range []uint16{80, 81} {
-		ln, err := b.ListenTCP(port)
+		ln, err := b.Greet(port, []byte("hi"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte("hi"))
-				c.Close()
-			}
-		}()
 	}
 	try := func(from *podDialer, port uint16) error {
 		c, err := from.dial(timeout(t, 300*time.Millisecond), netip.AddrPortFrom(b.IP, port))

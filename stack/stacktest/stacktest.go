@@ -308,6 +308,26 @@ func (p *Pod) ListenTCP(port uint16) (*gonet.TCPListener, error) {
 	return gonet.ListenTCP(p.Stack, fullAddr(netip.AddrPortFrom(p.IP, port)), ipv4.ProtocolNumber)
 }
 
+// Greet listens on the pod's port and answers every connection with greeting, then closes
+// it, until the returned listener is closed.
+func (p *Pod) Greet(port uint16, greeting []byte) (*gonet.TCPListener, error) {
+	ln, err := p.ListenTCP(port)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write(greeting)
+			c.Close()
+		}
+	}()
+	return ln, nil
+}
+
 // DialUDP opens a UDP socket on the pod connected to dst.
 func (p *Pod) DialUDP(dst netip.AddrPort) (*gonet.UDPConn, error) {
 	raddr := fullAddr(dst)

@@ -61,20 +61,11 @@ func (r *flowRecorder) settled(proto uint8, dst netip.AddrPort, want int) []stac
 // acceptAndClose serves port of p: it accepts connections and closes them.
 func acceptAndClose(t *testing.T, p *stacktest.Pod, port uint16) {
 	t.Helper()
-	ln, err := p.ListenTCP(port)
+	ln, err := p.Greet(port, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 }
 
 // TestFlowObserver: every new flow is told once, with what the data path decided: the

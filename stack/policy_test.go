@@ -143,20 +143,11 @@ func TestPolicyService(t *testing.T) {
 	a := addPod(t, s, podA, false)
 	b := addPod(t, s, podB, false)
 	lb.set(vip, netip.AddrPortFrom(podB, 8080))
-	ln, err := b.ListenTCP(8080)
+	ln, err := b.Greet(8080, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	f := &fakeFilter{ingress: map[netip.Addr]bool{podB: true}, allow: map[flowKey]bool{}}
 	s.SetFilter(f)
 	dialFails(t, func() error {

@@ -308,8 +308,8 @@ func (p *Pod) ListenTCP(port uint16) (*gonet.TCPListener, error) {
 	return gonet.ListenTCP(p.Stack, fullAddr(netip.AddrPortFrom(p.IP, port)), ipv4.ProtocolNumber)
 }
 
-// Greet listens on the pod's port and answers every connection with greeting, then closes
-// it, until the returned listener is closed.
+// Greet listens on the pod's port and answers every connection with greeting (nil: nothing),
+// then closes it, until the returned listener is closed.
 func (p *Pod) Greet(port uint16, greeting []byte) (*gonet.TCPListener, error) {
 	ln, err := p.ListenTCP(port)
 	if err != nil {
@@ -321,7 +321,9 @@ func (p *Pod) Greet(port uint16, greeting []byte) (*gonet.TCPListener, error) {
 			if err != nil {
 				return
 			}
-			c.Write(greeting)
+			if len(greeting) > 0 {
+				c.Write(greeting)
+			}
 			c.Close()
 		}
 	}()

@@ -275,6 +275,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descStackOverlayBytes, s.OverlayTxBytes, "tx")
 	counter(descStackOverlayBytes, s.OverlayRxBytes, "rx")
 	counter(descStackDropped, s.DroppedSpoofed, "spoofed")
+	counter(descStackDropped, s.DroppedTinyFragments, "tiny_fragment")
 	counter(descStackDropped, s.DroppedTTL, "ttl")
 	counter(descStackDropped, s.DroppedNoRoute, "no_route")
 	counter(descStackDropped, s.DroppedBadFrame, "bad_frame")

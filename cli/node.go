@@ -102,7 +102,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&httpPort, "ingress-http-port", 80, "where the node's Ingress controller serves HTTP on the node's address (0: not at all)")
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
-	f.IntVar(&maxNewFlows, "max-new-flows-per-pod", stack.DefaultMaxNewFlowsPerPod, "the new flows (TCP SYNs, first UDP datagrams) a pod may start a second; more are dropped and counted (podnet_stack_dropped_frames_total{reason=\"new_flow_limit\"}); negative: no bound")
+	f.IntVar(&maxNewFlows, "max-new-flows-per-pod", 0, fmt.Sprintf("the new flows (TCP SYNs, first UDP datagrams) a pod may start a second; more are dropped and counted (podnet_stack_dropped_frames_total{reason=\"new_flow_limit\"}); 0: %d for each CPU the agent may use (GOMAXPROCS), %d here; negative: no bound", stack.NewFlowsPerPodPerCPU, stack.DefaultMaxNewFlowsPerPod()))
 	f.BoolVar(&flows, "flows", true, "keep a log of the new flows the node sees (podnet flows, podnet check's reasons)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd

@@ -173,7 +173,7 @@ spec:
 		`spec.clusterDomain: Invalid value: "Cluster_Local": a lowercase RFC 1123 subdomain`,
 		`spec.mtu: Invalid value: 1000: must be between 1280 and 65520, inclusive`}},
 	{name: "new flows per pod below -1", in: lab("  maxNewFlowsPerPod: -5\n"), wants: []string{
-		`spec.maxNewFlowsPerPod: Invalid value: -5: must be a number of new flows a second, 0 for the default (5000), or -1 for no bound`}},
+		`spec.maxNewFlowsPerPod: Invalid value: -5: must be a number of new flows a second, 0 for the default (1000 for each CPU), or -1 for no bound`}},
 	{name: "no nodes", in: "apiVersion: podnet.dev/v1alpha1\nkind: Lab\nmetadata: {name: demo}\nspec: {nodes: []}\n", wants: []string{
 		`lab/demo: spec.nodes: Required value: a lab needs at least one node`}},
 	{name: "bad and duplicate nodes", in: `apiVersion: podnet.dev/v1alpha1

@@ -100,7 +100,8 @@ type LabSpec struct {
 	FlowLog *bool `json:"flowLog,omitempty"`
 	// MaxNewFlowsPerPod bounds the new flows (TCP SYNs, first UDP and SCTP
 	// datagrams) each pod may start a second; more are dropped and counted.
-	// 0 (unset) is the default, 5,000; -1 means no bound.
+	// 0 (unset) is the default, 1,000 for each CPU the lab's daemon may use;
+	// -1 means no bound.
 	MaxNewFlowsPerPod int `json:"maxNewFlowsPerPod,omitempty"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
@@ -485,7 +486,7 @@ func validateLabSpec(spec *LabSpec, path *field.Path) field.ErrorList {
 	}
 	if spec.MaxNewFlowsPerPod < -1 {
 		errs = append(errs, field.Invalid(path.Child("maxNewFlowsPerPod"), spec.MaxNewFlowsPerPod,
-			"must be a number of new flows a second, 0 for the default (5000), or -1 for no bound"))
+			"must be a number of new flows a second, 0 for the default (1000 for each CPU), or -1 for no bound"))
 	}
 
 	upPath := path.Child("dns", "upstreams")

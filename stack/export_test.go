@@ -9,6 +9,7 @@ var (
 	ICMPEchoFrame   = icmpEchoFrame
 	ARPRequestFrame = arpRequestFrame
 	IPv4HeaderValid = ipv4HeaderValid
+	FragmentFrames  = fragmentFrames
 )
 
 // Frame offsets for the external tests.
@@ -26,6 +27,12 @@ func (s *Stack) NATOut(ip []byte, partial bool) bool {
 	return s.translateOut(nil, ip, partial, nil) == natDone
 }
 func (s *Stack) NATReply(ip []byte) bool { return s.translateReply(ip, false) }
+
+// FloodRest is how long a reader rests after a frame its pod should not have sent.
+const FloodRest = floodRest
+
+// SetRest replaces the readers' rest (time.Sleep); call it before attaching pods.
+func (s *Stack) SetRest(rest func(time.Duration)) { s.rest = rest }
 
 // SweepConntrack runs the sweeper once at now.
 func (s *Stack) SweepConntrack(now time.Time) { s.ct.sweep(now) }

@@ -55,27 +55,29 @@ func macFor(ip netip.Addr) [6]byte {
 type verdict uint8
 
 const (
-	verdictStack       verdict = iota // hand to the netstack
-	verdictForward                    // rewrite and write to another local pod
-	verdictARPReply                   // answer an ARP request with GatewayMAC
-	verdictBadFrame                   // malformed: drop
-	verdictSpoofed                    // IPv4 source is not the pod's address: drop
-	verdictTTL                        // would be forwarded, but TTL <= 1: drop
-	verdictNoRoute                    // a destination the node does not route: drop
-	verdictUnsupported                // EtherType or ARP operation not carried: drop
-	verdictOverlay                    // to another node's pod: send through the overlay
+	verdictStack        verdict = iota // hand to the netstack
+	verdictForward                     // rewrite and write to another local pod
+	verdictARPReply                    // answer an ARP request with GatewayMAC
+	verdictBadFrame                    // malformed: drop
+	verdictSpoofed                     // IPv4 source is not the pod's address: drop
+	verdictTTL                         // would be forwarded, but TTL <= 1: drop
+	verdictTinyFragment                // a fragment, not the last, under minFragment bytes: drop
+	verdictNoRoute                     // a destination the node does not route: drop
+	verdictUnsupported                 // EtherType or ARP operation not carried: drop
+	verdictOverlay                     // to another node's pod: send through the overlay
 )
 
 var verdictNames = [...]string{
-	verdictStack:       "stack",
-	verdictForward:     "forward",
-	verdictARPReply:    "arp-reply",
-	verdictBadFrame:    "bad-frame",
-	verdictSpoofed:     "spoofed",
-	verdictTTL:         "ttl",
-	verdictNoRoute:     "no-route",
-	verdictUnsupported: "unsupported",
-	verdictOverlay:     "overlay",
+	verdictStack:        "stack",
+	verdictForward:      "forward",
+	verdictARPReply:     "arp-reply",
+	verdictBadFrame:     "bad-frame",
+	verdictSpoofed:      "spoofed",
+	verdictTTL:          "ttl",
+	verdictTinyFragment: "tiny-fragment",
+	verdictNoRoute:      "no-route",
+	verdictUnsupported:  "unsupported",
+	verdictOverlay:      "overlay",
 }
 
 func (v verdict) String() string {
@@ -98,6 +100,18 @@ func (t *podTable) lookup(a [4]byte) *pod {
 	}
 	return t.byIP[a]
 }
+
+// minFragment is the least payload a fragment other than the last may carry
+// from a pod. A pod's kernel cuts a datagram at its path MTU, which Linux never
+// lowers below 552 bytes (net.ipv4.route.min_pmtu), so its fragments carry at
+// least 528; smaller ones are the tiny fragments of RFC 1858 (hping3 -f cuts
+// 16 bytes), whose only use is to cost the path a frame's work for every 16
+// bytes, to hide ports from filters, and to fill reassembly queues. They are
+// dropped where they are read.
+const minFragment = 256
+
+// ipMoreFragments is the IPv4 More Fragments flag, in the flags and offset word.
+const ipMoreFragments = 0x2000
 
 // classify is classifyRoute without remote routes.
 func classify(frame []byte, self, gateway [4]byte, pods *podTable) (verdict, *pod) {
@@ -133,6 +147,9 @@ func classifyRoute(frame []byte, self, gateway [4]byte, pods *podTable, remote *
 	}
 	if [4]byte(ip[12:16]) != self {
 		return verdictSpoofed, nil
+	}
+	if binary.BigEndian.Uint16(ip[6:])&ipMoreFragments != 0 && total-ihl < minFragment {
+		return verdictTinyFragment, nil
 	}
 	dst := [4]byte(ip[16:20])
 	if p := pods.lookup(dst); p != nil {

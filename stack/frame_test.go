@@ -83,6 +83,12 @@ func TestClassify(t *testing.T) {
 			binary.BigEndian.PutUint16(f[netOff+2:], uint16(len(f)))
 		}), verdictBadFrame, nil},
 		{"truncated ipv4 header", udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, nil)[:netOff+19], verdictBadFrame, nil},
+		{"tiny first fragment", fragmentFrames(udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, make([]byte, 1200)), 16)[0], verdictTinyFragment, nil},
+		{"tiny later fragment", fragmentFrames(udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, make([]byte, 1200)), 16)[5], verdictTinyFragment, nil},
+		{"tiny fragment to gateway", fragmentFrames(udpFrame(ap(testSelf, 1), ap(testGW, 53), testGW, 64, make([]byte, 1200)), 248)[0], verdictTinyFragment, nil},
+		{"fragment of least size", fragmentFrames(udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, make([]byte, 1200)), 256)[0], verdictForward, peer},
+		{"small last fragment", fragmentFrames(udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, make([]byte, 1200)), 528)[2], verdictForward, peer},
+		{"spoofed tiny fragment", fragmentFrames(udpFrame(ap(testOther, 1), ap(testPeer, 2), testGW, 64, make([]byte, 1200)), 16)[0], verdictSpoofed, nil},
 		{"trailing padding", append(udpFrame(ap(testSelf, 1), ap(testPeer, 2), testGW, 64, nil), 0, 0, 0, 0), verdictForward, peer},
 	}
 	for _, tt := range tests {

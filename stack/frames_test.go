@@ -48,6 +48,30 @@ func udpFrame(src, dst netip.AddrPort, gw netip.Addr, ttl uint8, payload []byte)
 	return ipv4Frame(tap.VirtioNetHdr{}, macFor(src.Addr()), macFor(gw), src.Addr(), dst.Addr(), ttl, uint8(header.UDPProtocolNumber), u)
 }
 
+// fragmentFrames cuts the IPv4 datagram in frame (no options, not itself a
+// fragment) into fragment frames carrying size bytes of its payload each (a
+// multiple of 8; the last carries the rest), with valid header checksums.
+func fragmentFrames(frame []byte, size int) [][]byte {
+	const ihl = header.IPv4MinimumSize
+	payload := frame[netOff+ihl:]
+	var out [][]byte
+	for off := 0; off < len(payload); off += size {
+		end := min(off+size, len(payload))
+		f := append(append([]byte(nil), frame[:netOff+ihl]...), payload[off:end]...)
+		ip := header.IPv4(f[netOff:])
+		ip.SetTotalLength(uint16(ihl + end - off))
+		flags := uint8(0)
+		if end < len(payload) {
+			flags = header.IPv4FlagMoreFragments
+		}
+		ip.SetFlagsFragmentOffset(flags, uint16(off))
+		ip.SetChecksum(0)
+		ip.SetChecksum(^ip.CalculateChecksum())
+		out = append(out, f)
+	}
+	return out
+}
+
 // tcpGSOFrame returns a TCP/IPv4 GSO super-frame as a Linux pod with TSO
 // hands it over: NEEDS_CSUM with the pseudo-header sum in the checksum field,
 // gso_type TCPv4, payloadLen bytes of payload in mss-sized segments.

@@ -385,6 +385,58 @@ func TestCaptureOverlay(t *testing.T) {
 	}
 }
 
+// TestFloodRest: after a frame its pod should not have sent (a new flow beyond the bound, a spoofed
+// source, a tiny fragment) the pod's reader rests before it reads the next, so a flood waits in the
+// pod's own queue instead of costing the agent a read a frame; the frames behind it pass after the
+// rest, and a pod that sends nothing wrong never makes its reader rest.
+func TestFloodRest(t *testing.T) {
+	s := newStack(t, func(o *stack.Options) { o.MaxNewFlowsPerPod = 2 })
+	rests := make(chan time.Duration)
+	resume := make(chan struct{})
+	s.SetRest(func(d time.Duration) {
+		rests <- d
+		<-resume
+	})
+	a := addFramePort(t, s, podA)
+	b := addFramePort(t, s, podB)
+	ctx := timeout(t, 10*time.Second)
+	udp := func(port uint16) []byte {
+		return stack.UDPFrame(netip.AddrPortFrom(podA, port), netip.AddrPortFrom(podB, 9), gateway, 64, []byte("x"))
+	}
+	// Two new flows pass, and their next datagrams: nothing rests.
+	for _, port := range []uint16{1, 2, 1, 2} {
+		a.Send(ctx, udp(port))
+		if _, err := b.Next(ctx); err != nil {
+			t.Fatalf("datagram from port %d: %v", port, err)
+		}
+	}
+	bad := map[string][]byte{
+		"a third new flow": udp(3),
+		"a spoofed source": stack.ICMPEchoFrame(podB, podA, gateway),
+		"a tiny fragment":  stack.FragmentFrames(udp(1), 8)[0],
+	}
+	for what, f := range bad {
+		a.Send(ctx, f)
+		a.Send(ctx, udp(1)) // a known flow's datagram behind it
+		select {
+		case d := <-rests:
+			if d != stack.FloodRest {
+				t.Errorf("after %s the reader rested %v, want %v", what, d, stack.FloodRest)
+			}
+		case <-ctx.Done():
+			t.Fatalf("after %s the reader did not rest", what)
+		}
+		expectNoFrame(t, b) // the datagram behind waits while the reader rests
+		resume <- struct{}{}
+		if _, err := b.Next(ctx); err != nil {
+			t.Fatalf("the datagram behind %s: %v", what, err)
+		}
+	}
+	if st := s.Stats(); st.DroppedNewFlows != 1 || st.DroppedSpoofed != 1 || st.DroppedTinyFragments != 1 {
+		t.Errorf("dropped: %d new flows, %d spoofed, %d tiny fragments; want 1 each", st.DroppedNewFlows, st.DroppedSpoofed, st.DroppedTinyFragments)
+	}
+}
+
 // TestNewFlowLimit: a pod that starts more new flows a second than MaxNewFlowsPerPod loses the
 // excess where it is read, counted; the datagrams of a flow it has started pass.
 func TestNewFlowLimit(t *testing.T) {

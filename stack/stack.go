@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,11 +35,22 @@ const (
 	DefaultHostDialTimeout      = 30 * time.Second
 	// A new flow across nodes costs about 50 µs of CPU in all (hping3's SYNs to a
 	// ClusterIP: the SYN, the SYN-ACK and the client's RST, each read, translated,
-	// encrypted, sent, received, decrypted and written, one at a time): 5,000 a second
-	// is a quarter of a core. At 20,000, a flooding pod held to a tenth of a core by
-	// its CPU limit still took a third of another pod's iperf3 throughput on 2 vCPUs.
-	DefaultMaxNewFlowsPerPod = 5000
+	// encrypted, sent, received, decrypted and written, one at a time): 1,000 a second
+	// is a twentieth of a core, and a pod may take that much of each CPU the agent has
+	// (DefaultMaxNewFlowsPerPod). On 2 vCPUs a flooding pod held to a tenth of a core
+	// by its CPU limit still took a third of another pod's iperf3 throughput at 20,000
+	// a second, and up to two fifths in the real cluster at 5,000; and podnet carries
+	// about 2,000 real connections a second there, so a pod starting more would
+	// already have the node to itself.
+	NewFlowsPerPodPerCPU = 1000
 )
+
+// DefaultMaxNewFlowsPerPod is the bound on each pod's new flows a second when
+// Options.MaxNewFlowsPerPod is 0: NewFlowsPerPodPerCPU for each CPU the agent may
+// use (GOMAXPROCS, which follows the CPU limit of its cgroup).
+func DefaultMaxNewFlowsPerPod() int {
+	return NewFlowsPerPodPerCPU * runtime.GOMAXPROCS(0)
+}
 
 // HostDialer opens host connections for egress; *net.Dialer satisfies it.
 type HostDialer interface {
@@ -126,7 +138,8 @@ type Options struct {
 	// are read, before any other work, and counted. It keeps a pod that
 	// floods (hping3 --flood) from taking the node's connection tracking,
 	// overlay and CPU from other pods' established flows. 0 means
-	// DefaultMaxNewFlowsPerPod (5,000); negative means no bound.
+	// DefaultMaxNewFlowsPerPod() (1,000 for each CPU); negative means no
+	// bound.
 	MaxNewFlowsPerPod int
 
 	// MaxConntrack bounds the translated flows tracked at once; the first
@@ -177,6 +190,9 @@ type Stack struct {
 	flowObs atomic.Pointer[flowObserverBox]
 	seen    seenFlows
 	clock   atomic.Uint32 // Unix seconds, set by the sweeper: seen's clock
+	// rest pauses a pod's reader after a frame the pod should not have
+	// sent (restAfter); time.Sleep but in tests.
+	rest    func(time.Duration)
 	ovlCapt captureSet
 
 	// ct is the connection tracking of translated flows (Service NAT,
@@ -259,6 +275,7 @@ func New(opts Options) (*Stack, error) {
 	s := &Stack{
 		opts:      opts,
 		log:       opts.Logger,
+		rest:      time.Sleep,
 		gw4:       opts.Gateway.As4(),
 		gwMAC:     macFor(opts.Gateway),
 		refuse:    append([]netip.Prefix{opts.PodCIDR}, opts.ClusterPrefixes...),
@@ -368,7 +385,7 @@ func normalize(o *Options) error {
 		o.HostDialTimeout = DefaultHostDialTimeout
 	}
 	if o.MaxNewFlowsPerPod == 0 {
-		o.MaxNewFlowsPerPod = DefaultMaxNewFlowsPerPod
+		o.MaxNewFlowsPerPod = DefaultMaxNewFlowsPerPod()
 	}
 	if o.MaxConntrack <= 0 {
 		o.MaxConntrack = DefaultMaxConntrack
@@ -562,6 +579,17 @@ func (s *Stack) stopLocked(p *pod) error {
 	return errors.Join(errs...)
 }
 
+// floodRest is how long a pod's reader rests after a frame the pod should not
+// have sent: a new flow beyond its bound, a spoofed source, a malformed frame,
+// a tiny fragment. A flood is then read at most about a thousand frames a
+// second beyond what passes; the rest waits in the pod's TAP queue, and when
+// that is full the pod's own kernel drops it, on the pod's CPU. Reading and
+// dropping every frame would cost the agent about 10 µs a frame: a flooding pod
+// held to a tenth of a core by its CPU limit sends 15,000 a second, which took
+// a sixth of a core of the agent's, and an unlimited one all of it. The
+// pod's own flows wait with the flood; other pods' do not.
+const floodRest = time.Millisecond
+
 // read is the reader of p's queue q: it moves every frame from q's port to
 // its destination until the port fails or is closed.
 func (s *Stack) read(p *pod, q *podQueue) {
@@ -602,6 +630,7 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		}
 		if q.newFlows >= q.newFlowsMax {
 			p.ctr.newFlowDrops.Add(1)
+			s.rest(floodRest)
 			return
 		}
 		q.newFlows++
@@ -664,6 +693,10 @@ func (s *Stack) route(p *pod, q *podQueue, frame []byte, ev *FlowEvent) {
 			return
 		}
 		v = p.link.deliver(frame, &q.udp)
+	case verdictBadFrame, verdictSpoofed, verdictTinyFragment:
+		p.ctr.count(v)
+		s.rest(floodRest)
+		return
 	}
 	p.ctr.count(v)
 }

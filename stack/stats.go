@@ -20,6 +20,9 @@ type Stats struct {
 	// DroppedSpoofed counts IPv4 frames whose source was not the address of
 	// the pod that sent them.
 	DroppedSpoofed uint64
+	// DroppedTinyFragments counts IPv4 fragments from pods, not the last of
+	// their datagram, that carried too little to be any stack's (minFragment).
+	DroppedTinyFragments uint64
 	// DroppedTTL counts frames to a local pod that arrived with TTL <= 1.
 	DroppedTTL uint64
 	// DroppedNoRoute counts frames to destinations the node does not route:
@@ -126,6 +129,7 @@ type counters struct {
 	toStack        atomic.Uint64
 	arpReplies     atomic.Uint64
 	spoofed        atomic.Uint64
+	tinyFragments  atomic.Uint64
 	ttl            atomic.Uint64
 	noRoute        atomic.Uint64
 	badFrame       atomic.Uint64
@@ -156,6 +160,8 @@ func (c *counters) count(v verdict) {
 		c.spoofed.Add(1)
 	case verdictTTL:
 		c.ttl.Add(1)
+	case verdictTinyFragment:
+		c.tinyFragments.Add(1)
 	case verdictNoRoute:
 		c.noRoute.Add(1)
 	case verdictUnsupported:
@@ -171,6 +177,7 @@ func (c *counters) addTo(s *Stats) {
 	s.FromStackFrames += c.fromStack.Load()
 	s.ARPReplies += c.arpReplies.Load()
 	s.DroppedSpoofed += c.spoofed.Load()
+	s.DroppedTinyFragments += c.tinyFragments.Load()
 	s.DroppedTTL += c.ttl.Load()
 	s.DroppedNoRoute += c.noRoute.Load()
 	s.DroppedBadFrame += c.badFrame.Load()

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"sync"
@@ -147,15 +148,25 @@ func (s *Stack) newFlow(ip []byte) bool {
 	return s.seen.firstIn(flowKeyHash(ip, ihl), s.clock.Load())
 }
 
-// flowKeyHash hashes the protocol, addresses and ports of ip (FNV-1a).
+// flowKeyHash hashes the protocol, addresses and ports of ip (FNV-1a), the
+// same both ways: a reply belongs to the flow of its request, so a UDP
+// server's answers to many clients are not new flows of the server's.
 func flowKeyHash(ip []byte, ihl int) uint32 {
+	var a, b [6]byte // the two ends, address and port
+	copy(a[:4], ip[12:16])
+	copy(a[4:], ip[ihl:ihl+2])
+	copy(b[:4], ip[16:20])
+	copy(b[4:], ip[ihl+2:ihl+4])
+	if bytes.Compare(a[:], b[:]) > 0 {
+		a, b = b, a
+	}
 	h := uint32(2166136261)
 	h = (h ^ uint32(ip[9])) * 16777619
-	for _, b := range ip[12:20] {
-		h = (h ^ uint32(b)) * 16777619
+	for _, c := range a {
+		h = (h ^ uint32(c)) * 16777619
 	}
-	for _, b := range ip[ihl : ihl+4] {
-		h = (h ^ uint32(b)) * 16777619
+	for _, c := range b {
+		h = (h ^ uint32(c)) * 16777619
 	}
 	return h
 }

@@ -385,6 +385,47 @@ func TestCaptureOverlay(t *testing.T) {
 	}
 }
 
+// TestRepliesAreNoNewFlows: a UDP server's answers belong to its clients' flows, so a server that
+// answers more clients a second than its own bound loses none of its answers.
+func TestRepliesAreNoNewFlows(t *testing.T) {
+	s := newStack(t, func(o *stack.Options) { o.MaxNewFlowsPerPod = 4 })
+	podC := netip.MustParseAddr("10.244.1.30")
+	a := addFramePort(t, s, podA)
+	b := addFramePort(t, s, podB)
+	c := addFramePort(t, s, podC)
+	ctx := timeout(t, 10*time.Second)
+	server := netip.AddrPortFrom(podB, 53)
+	var clients []netip.AddrPort
+	for _, cl := range []struct {
+		port *stacktest.FramePort
+		ip   netip.Addr
+	}{{a, podA}, {c, podC}} {
+		for port := range uint16(4) { // each client within its own bound
+			from := netip.AddrPortFrom(cl.ip, 1000+port)
+			cl.port.Send(ctx, stack.UDPFrame(from, server, gateway, 64, []byte("q")))
+			if _, err := b.Next(ctx); err != nil {
+				t.Fatalf("query from %v: %v", from, err)
+			}
+			clients = append(clients, from)
+		}
+	}
+	// Eight answers, twice the server's bound.
+	for _, to := range clients {
+		b.Send(ctx, stack.UDPFrame(server, to, gateway, 64, []byte("a")))
+	}
+	for range 4 {
+		if _, err := a.Next(ctx); err != nil {
+			t.Fatalf("an answer to %v did not arrive: %v", podA, err)
+		}
+		if _, err := c.Next(ctx); err != nil {
+			t.Fatalf("an answer to %v did not arrive: %v", podC, err)
+		}
+	}
+	if st := s.Stats(); st.DroppedNewFlows != 0 {
+		t.Errorf("DroppedNewFlows = %d, want 0", st.DroppedNewFlows)
+	}
+}
+
 // TestFloodRest: after a frame its pod should not have sent (a new flow beyond the bound, a spoofed
 // source, a tiny fragment) the pod's reader rests before it reads the next, so a flood waits in the
 // pod's own queue instead of costing the agent a read a frame; the frames behind it pass after the

@@ -258,8 +258,10 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			continue
 		}
 		// The sending node completed the checksums, so partial is false.
+		// Every flow that arrives is noted, so that the local pod's
+		// replies are not new flows of its own (the bound on new flows).
 		var note *FlowEvent
-		if ob != nil && s.newFlow(ip) {
+		if isNew := (ob != nil || s.opts.MaxNewFlowsPerPod > 0) && s.newFlow(ip); ob != nil && isNew {
 			if now.IsZero() {
 				now = time.Now()
 			}

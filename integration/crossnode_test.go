@@ -221,6 +221,13 @@ func (l *labRun) transfer(t *testing.T, from, to string, toIP string, size, paus
 // metric returns the sum of a counter over all its label sets in the lab's metrics.
 func (l *labRun) metric(t *testing.T, name string) float64 {
 	t.Helper()
+	return l.metricWhere(t, name, "")
+}
+
+// metricWhere returns the sum of a counter over its label sets that contain label (as
+// `reason="spoofed"`; "" for all) in the lab's metrics.
+func (l *labRun) metricWhere(t *testing.T, name, label string) float64 {
+	t.Helper()
 	st := l.must(t, "lab", "status")
 	dir := ""
 	for _, line := range strings.Split(st, "\n") {
@@ -235,6 +242,9 @@ func (l *labRun) metric(t *testing.T, name string) float64 {
 	var sum float64
 	re := regexp.MustCompile(`(?m)^` + name + `(\{[^}]*\})? ([0-9.e+]+)$`)
 	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
+		if !strings.Contains(m[1], label) {
+			continue
+		}
 		v, _ := strconv.ParseFloat(m[2], 64)
 		sum += v
 	}

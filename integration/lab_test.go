@@ -29,7 +29,12 @@ var podnetBin string
 func TestMain(m *testing.M) {
 	// The test binary doubles as a small UDP client that runs inside pods (see udpClient).
 	if addr := os.Getenv("PODNET_TEST_UDP_CLIENT"); addr != "" {
-		os.Exit(udpClient(addr))
+		size, _ := strconv.Atoi(os.Getenv("PODNET_TEST_UDP_SIZE"))
+		os.Exit(udpClient(addr, size))
+	}
+	if addr := os.Getenv("PODNET_TEST_UDP_FLOOD"); addr != "" {
+		n, _ := strconv.Atoi(os.Getenv("PODNET_TEST_UDP_COUNT"))
+		os.Exit(udpFlood(addr, n))
 	}
 	if addr := os.Getenv("PODNET_TEST_DNS_GARBAGE"); addr != "" {
 		os.Exit(dnsGarbage(addr))
@@ -61,7 +66,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func udpClient(addr string) int {
+// udpClient sends a datagram of size bytes (at least "ping") to addr until it is answered, up to
+// five times a second apart, and prints the answer.
+func udpClient(addr string, size int) int {
 	c, err := net.Dial("udp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -69,8 +76,12 @@ func udpClient(addr string) int {
 	}
 	defer c.Close()
 	buf := make([]byte, 1500)
+	query := []byte("ping")
+	if size > len(query) {
+		query = append(query, make([]byte, size-len(query))...)
+	}
 	for try := 0; try < 5; try++ {
-		c.Write([]byte("ping"))
+		c.Write(query)
 		c.SetReadDeadline(time.Now().Add(time.Second))
 		n, err := c.Read(buf)
 		if err == nil {
@@ -80,6 +91,21 @@ func udpClient(addr string) int {
 	}
 	fmt.Fprintln(os.Stderr, "no UDP answer from", addr)
 	return 1
+}
+
+// udpFlood sends n datagrams to addr, each from a socket of its own, so each is a new flow, as
+// fast as it can; it does not wait for answers.
+func udpFlood(addr string, n int) int {
+	for range n {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c.Write([]byte("flood"))
+		c.Close()
+	}
+	return 0
 }
 
 // requireLab skips the test where a lab cannot run, naming what is missing.
@@ -228,6 +254,7 @@ kind: Lab
 metadata: {name: itest}
 spec:
   clusterCIDR: 10.244.0.0/16
+  maxNewFlowsPerPod: 100
   nodes: [{name: node-a}]
 ---
 apiVersion: v1
@@ -338,6 +365,50 @@ func TestSameNodePods(t *testing.T) {
 		out := l.must(t, "exec", "client", "--", "env", "PODNET_TEST_UDP_CLIENT="+server.Status.PodIP+":7001", self)
 		if strings.TrimSpace(out) != "server" {
 			t.Errorf("UDP answer %q, want the server's pod name", out)
+		}
+	})
+	t.Run("a pod's flood", func(t *testing.T) {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		udp := func(size int) (string, error) {
+			return l.podnet("exec", "client", "--", "env", "PODNET_TEST_UDP_CLIENT="+server.Status.PodIP+":7001",
+				fmt.Sprintf("PODNET_TEST_UDP_SIZE=%d", size), self)
+		}
+		const drops = "podnet_stack_dropped_frames_total"
+		// 1,000 new flows from a pod whose bound is 100 a second: most are dropped, and the
+		// pod's next flow passes once its reader has caught up.
+		before := l.metricWhere(t, drops, `reason="new_flow_limit"`)
+		l.must(t, "exec", "client", "--", "env", "PODNET_TEST_UDP_FLOOD="+server.Status.PodIP+":7001", "PODNET_TEST_UDP_COUNT=1000", self)
+		if out, err := udp(0); err != nil || strings.TrimSpace(out) != "server" {
+			t.Errorf("UDP after the flood: %q, %v; want the server's pod name", out, err)
+		}
+		if n := l.metricWhere(t, drops, `reason="new_flow_limit"`) - before; n < 500 {
+			t.Errorf("%v new flows dropped of 1,000 sent at a bound of 100 a second, want most", n)
+		} else {
+			t.Logf("%v of 1,000 new flows dropped", n)
+		}
+		// The pod's kernel cuts a datagram into fragments of 80 bytes toward a route locked at
+		// MTU 100: all but the last are tiny, and the datagram never arrives. At 576 they pass.
+		route := func(mtu string) {
+			l.must(t, "exec", "client", "--", "sh", "-c",
+				"ip route replace $(ip route get "+server.Status.PodIP+" | head -1 | sed 's/ uid .*//; s/ src [^ ]*//') mtu lock "+mtu)
+		}
+		before = l.metricWhere(t, drops, `reason="tiny_fragment"`)
+		route("100")
+		defer l.podnet("exec", "client", "--", "ip", "route", "del", server.Status.PodIP+"/32")
+		if out, err := udp(1000); err == nil {
+			t.Errorf("a datagram in 80-byte fragments was answered: %q", out)
+		}
+		if n := l.metricWhere(t, drops, `reason="tiny_fragment"`) - before; n < 12 {
+			t.Errorf("%v tiny fragments dropped, want at least the 12 of one datagram", n)
+		} else {
+			t.Logf("%v tiny fragments dropped", n)
+		}
+		route("576")
+		if out, err := udp(1000); err != nil || strings.TrimSpace(out) != "server" {
+			t.Errorf("a datagram in 552-byte fragments: %q, %v; want the server's pod name", out, err)
 		}
 	})
 	t.Run("localhost between containers", func(t *testing.T) {

@@ -6,9 +6,9 @@
 #     two `podnet node` processes, summed): idle before, the peak while the flood runs (sampled
 #     every 0.5 s), and 30 s after it ends;
 #   - an established iperf3 flow (pod on node A to pod on node B, 10 s) during the flood, against
-#     the same flow without one; then again while the same flood comes from an attacker held to
-#     ATTACKER_CPU (default 100m) of CPU, as a pod's CPU limit holds it on a real node (the median
-#     of three runs);
+#     the same flow without a flood just before it (a busy machine drifts over a run); then
+#     again while the same flood comes from an attacker held to ATTACKER_CPU (default 100m) of
+#     CPU, as a pod's CPU limit holds it on a real node: three such pairs, the median ratio;
 #   - new connections from another pod during the flood: curl's connect time to a ClusterIP
 #     (20 tries, median and worst), against the same without a flood;
 #   - what the agents dropped or held back, by reason (their metrics, before and after).
@@ -367,8 +367,13 @@ base_med=$(median <<<"$BASE_CONN") base_worst=$(worst <<<"$BASE_CONN")
 echo
 echo "without a flood: the agents ${IDLE} MiB resident; iperf3 $(printf %.2f "$BASE_TPUT") Gbit/s (median of 3); new connection to a ClusterIP: median ${base_med} ms, worst ${base_worst} ms"
 echo
-printf '%-14s %6s %6s %6s %9s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "Gbit/s" "ratio" "held" "ratio" "conn-med" "worst" "drops and waits during the unlimited flood (by reason)"
+printf '%-14s %6s %6s %6s %7s %9s %6s %9s %6s %9s %7s  %s\n' flood "idle" "peak" "+30s" "alone" "Gbit/s" "ratio" "held" "ratio" "conn-med" "worst" "drops and waits during the unlimited flood (by reason)"
+# ratio A B: A/B to two places.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 for f in $FLOODS; do
+	# Each flooded run is paired with a run of the flow alone just before it, so that the ratio
+	# is not the drift of a busy machine over the run (the flow alone moved by a fifth in 20 min).
+	alone1=$(iperf)
 	before=$(drops)
 	idle=$(rss)
 	peakf="$TMP/peak"
@@ -383,20 +388,22 @@ for f in $FLOODS; do
 	wait "$FLOOD_PID" || true
 	peak=$(sort -n "$peakf" | tail -1)
 	after=$(drops)
-	# Held: the median of three runs, as the flow alone; one run on 2 busy vCPUs can be 15% off.
-	held_tput=$(for _ in 1 2 3; do
+	# Held: three pairs, each "alone held"; the row gives the median held flow and the median of
+	# the three ratios.
+	pairs=$(for _ in 1 2 3; do
+		a=$(iperf)
 		start_flood "$f" held
 		sleep 1
-		iperf
+		echo "$a $(iperf)"
 		wait "$FLOOD_PID" || true
-	done | sort -n | median)
+	done)
+	held_tput=$(awk '{print $2}' <<<"$pairs" | sort -n | median)
+	held_ratio=$(awk '{printf "%.4f\n", $2 / $1}' <<<"$pairs" | sort -n | median)
 	sleep 30
 	later=$(rss)
 	delta=$(join -a2 -e0 -o 0,1.2,2.2 <(echo "$before") <(echo "$after") | awk '$3 - $2 > 0 {printf "%s %d; ", $1, $3 - $2}')
-	ratio=$(awk -v a="$tput" -v b="$BASE_TPUT" 'BEGIN {printf "%.2f", a / b}')
-	held_ratio=$(awk -v a="$held_tput" -v b="$BASE_TPUT" 'BEGIN {printf "%.2f", a / b}')
-	printf '%-14s %6s %6s %6s %9.2f %6s %9.2f %6s %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$tput" "$ratio" "$held_tput" "$held_ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
+	printf '%-14s %6s %6s %6s %7.2f %9.2f %6s %9.2f %6.2f %9s %7s  %s\n' "$f" "$idle" "$peak" "$later" "$alone1" "$tput" "$(ratio "$tput" "$alone1")" "$held_tput" "$held_ratio" "$(median <<<"$conn")" "$(worst <<<"$conn")" "$delta"
 done
 echo
-echo "memory in MiB (both nodes' agents: the lab daemon, or the two podnet node processes), peak during the unlimited flood, +30s after the last held one; held: the iperf3 flow while the attacker is held to $ATTACKER_CPU of CPU, the median of three runs; conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node A during the unlimited flood"
+echo "memory in MiB (both nodes' agents: the lab daemon, or the two podnet node processes), peak during the unlimited flood, +30s after the last held one; alone: the flow without a flood just before the unlimited one (Gbit/s), its ratio's base; held: the iperf3 flow while the attacker is held to $ATTACKER_CPU of CPU, the median of three runs, and the median of their ratios, each to a run alone just before it; conn-med and worst: curl connect time in ms to a ClusterIP from another pod of node A during the unlimited flood"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -258,10 +258,11 @@ func (s *Stack) DeliverFromOverlay(pkts [][]byte) {
 			continue
 		}
 		// The sending node completed the checksums, so partial is false.
-		// Every flow that arrives is noted, so that the local pod's
-		// replies are not new flows of its own (the bound on new flows).
+		// Every flow that arrives is noted (newFlow), so that the local
+		// pod's replies are not new flows of its own under the bound.
+		isNew := (ob != nil || s.opts.MaxNewFlowsPerPod > 0) && s.newFlow(ip)
 		var note *FlowEvent
-		if isNew := (ob != nil || s.opts.MaxNewFlowsPerPod > 0) && s.newFlow(ip); ob != nil && isNew {
+		if ob != nil && isNew {
 			if now.IsZero() {
 				now = time.Now()
 			}

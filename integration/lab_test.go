@@ -254,7 +254,6 @@ kind: Lab
 metadata: {name: itest}
 spec:
   clusterCIDR: 10.244.0.0/16
-  maxNewFlowsPerPod: 100
   nodes: [{name: node-a}]
 ---
 apiVersion: v1
@@ -288,6 +287,9 @@ spec:
   - name: sidecar
     command: ["sh", "-c", "echo hello from the sidecar; exec sleep infinity"]
 `
+
+// boundedLab is sameNodeLab with a bound of 100 new flows a second a pod, which a test can reach.
+var boundedLab = strings.Replace(sameNodeLab, "  nodes: [{name: node-a}]\n", "  maxNewFlowsPerPod: 100\n  nodes: [{name: node-a}]\n", 1)
 
 func startLab(t *testing.T, manifest string) *labRun {
 	t.Helper()
@@ -326,7 +328,7 @@ func TestSameNodePods(t *testing.T) {
 	}))
 	hostPort := hostLn.Addr().(*net.TCPAddr).Port
 
-	l := startLab(t, sameNodeLab)
+	l := startLab(t, boundedLab)
 	pods := l.pods()
 	server, client, duo := pods["server"], pods["client"], pods["duo"]
 	for _, p := range []*corev1.Pod{server, client, duo} {
@@ -368,6 +370,9 @@ func TestSameNodePods(t *testing.T) {
 		}
 	})
 	t.Run("a pod's flood", func(t *testing.T) {
+		if !strings.Contains(boundedLab, "maxNewFlowsPerPod: 100") {
+			t.Fatal("boundedLab sets no bound on new flows")
+		}
 		self, err := os.Executable()
 		if err != nil {
 			t.Fatal(err)

@@ -36,10 +36,11 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		Long: `Start a lab and wait until every pod is ready.
 
 Without -f, podnet runs its built-in example: three nodes, a Deployment of three "podnet serve"
-pods, a NodePort Service and an Ingress in front of them, and a client pod. A lab that was killed is cleaned up and resumed from its saved state.`,
+pods, a NodePort Service and an Ingress in front of them, and a client pod. A lab that was killed is cleaned up and resumed from its saved state: without -f, as it was;
+with -f, with the file applied over it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			manifests := []lab.Manifest{{Source: "built-in example", Data: lab.Example}}
+			var manifests []lab.Manifest
 			if file != "" {
 				var err error
 				if manifests, err = readManifests(file, g.stdin); err != nil {
@@ -48,7 +49,7 @@ pods, a NodePort Service and an Ingress in front of them, and a client pod. A la
 			}
 			fmt.Fprintf(g.stdout, "Starting lab %q ...\n", g.name)
 			start := time.Now()
-			c, err := lab.Up(lab.UpOptions{Name: g.name, Manifests: manifests, Timeout: timeout, Progress: g.stdout})
+			c, err := lab.Up(lab.UpOptions{Name: g.name, Manifests: manifests, Default: []lab.Manifest{{Source: "built-in example", Data: lab.Example}}, Timeout: timeout, Progress: g.stdout})
 			if err != nil {
 				return err
 			}

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -459,7 +461,8 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 	requireLab(t)
 	before := snapshot(t)
 	l := startLab(t, sameNodeLab)
-	ipBefore := l.pods()["server"].Status.PodIP
+	podsBefore := l.pods()
+	ipBefore := podsBefore["server"].Status.PodIP
 
 	st := l.must(t, "lab", "status")
 	var pid int
@@ -483,13 +486,24 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 		t.Errorf("processes outlived a SIGKILLed daemon:\n%s", got)
 	}
 
+	// Without -f, the lab comes back as it was: nothing of the built-in example is laid over it.
 	l.must(t, "lab", "up", "--timeout", "60s")
-	if ip := l.pods()["server"].Status.PodIP; ip != ipBefore {
+	podsAfter := l.pods()
+	if ip := podsAfter["server"].Status.PodIP; ip != ipBefore {
 		t.Errorf("server pod IP after restart = %s, want it kept: %s", ip, ipBefore)
+	}
+	if names, want := sortedKeys(podsAfter), sortedKeys(podsBefore); !slices.Equal(names, want) {
+		t.Errorf("pods after the lab resumed = %v, want the same as before: %v", names, want)
 	}
 	l.must(t, "lab", "down")
 	before.check(t, snapshot(t))
 	if _, err := os.Stat(filepath.Join(stateBase(), l.name)); !os.IsNotExist(err) {
 		t.Errorf("state directory left behind: %v", err)
 	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := slices.Collect(maps.Keys(m))
+	slices.Sort(keys)
+	return keys
 }

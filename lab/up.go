@@ -24,6 +24,10 @@ type UpOptions struct {
 	// in them; a lab that crashed resumes from its saved state, with Manifests (if any) applied
 	// on top.
 	Manifests []Manifest
+	// Default are the files a new lab starts from when Manifests is empty (podnet lab up
+	// without -f: the built-in example). A lab that resumes ignores them: it comes back as it
+	// was, with nothing laid over it.
+	Default []Manifest
 	// Exe is the podnet binary that runs the daemon. Empty means the running executable.
 	Exe string
 	// Timeout bounds the wait for every pod to be ready. Zero means 2 minutes.
@@ -61,21 +65,21 @@ func Up(opts UpOptions) (*Client, error) {
 	if err := check(); err != nil {
 		return nil, err
 	}
+	// A lab that was killed resumes from its saved state.
+	_, err := os.Stat(filepath.Join(c.Dir, "store.json"))
+	resumed := err == nil
+	if len(opts.Manifests) == 0 && !resumed {
+		opts.Manifests = opts.Default
+	}
 	// Check the file before anything is created.
 	var docs []cluster.Document
 	if len(opts.Manifests) > 0 {
-		var err error
 		if docs, err = decodeManifests(opts.Manifests); err != nil {
 			return nil, err
 		}
 	}
-	resumed := false
 	if _, err := os.Stat(c.Dir); err == nil {
-		// A lab that was killed: clear what it left and resume from its saved state.
-		cleanupLeftovers(c.Dir)
-		if _, err := os.Stat(filepath.Join(c.Dir, "store.json")); err == nil {
-			resumed = true
-		}
+		cleanupLeftovers(c.Dir) // what a killed lab left behind
 	}
 	if !resumed && !hasLab(docs) {
 		os.RemoveAll(c.Dir)

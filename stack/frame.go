@@ -110,8 +110,13 @@ func (t *podTable) lookup(a [4]byte) *pod {
 // dropped where they are read.
 const minFragment = 256
 
-// ipMoreFragments is the IPv4 More Fragments flag, in the flags and offset word.
-const ipMoreFragments = 0x2000
+// The IPv4 flags and fragment offset word (bytes 6 and 7 of the header): the More Fragments
+// flag, and the offset of a fragment in 8-byte units (zero for an unfragmented datagram and for
+// a first fragment).
+const (
+	ipMoreFragments      = 0x2000
+	ipFragmentOffsetMask = 0x1fff
+)
 
 // classify is classifyRoute without remote routes.
 func classify(frame []byte, self, gateway [4]byte, pods *podTable) (verdict, *pod) {
@@ -170,7 +175,7 @@ func classifyRoute(frame []byte, self, gateway [4]byte, pods *podTable, remote *
 	// The netstack is promiscuous and would answer an echo request to any
 	// address; only the gateway should answer.
 	const protoICMP, icmpEcho = 1, 8
-	firstFragment := binary.BigEndian.Uint16(ip[6:])&0x1fff == 0
+	firstFragment := binary.BigEndian.Uint16(ip[6:])&ipFragmentOffsetMask == 0
 	if ip[9] == protoICMP && dst != gateway && firstFragment && total > ihl && ip[ihl] == icmpEcho {
 		return verdictNoRoute, nil
 	}

@@ -102,7 +102,7 @@ func policyPorts(ip []byte) (ihl int, ok bool) {
 	default:
 		return 0, false
 	}
-	if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+	if binary.BigEndian.Uint16(ip[6:])&ipFragmentOffsetMask != 0 {
 		return 0, false // not the first fragment
 	}
 	ihl = int(ip[0]&0x0f) * 4

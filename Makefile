@@ -40,9 +40,12 @@ KUBE_TEST_COMPONENTS := etcd kube-apiserver kube-controller-manager kubectl kube
 kube-bin-test:
 	GO=$(GO) hack/kube-bin.sh $(KUBE_TEST_COMPONENTS)
 
+# Every benchmark runs once too (-benchtime 1x), so that none is left broken between the runs
+# that measure with it.
 unit:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 -timeout 20m -run '^$$' -bench . -benchtime 1x $$($(GO) list ./... | grep -v /integration)
 
 # Every parser that reads what a user, a pod or a peer sends is fuzzed (hack/fuzz.sh): `make fuzz`
 # runs each target for FUZZTIME (60s); `make test` runs each for 300 executions (a count, not a time: a time-bound run of a slow target can end in the fuzzer's own "context deadline exceeded"). The corpora are

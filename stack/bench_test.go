@@ -180,7 +180,12 @@ func BenchmarkStackPathTCPToHost(b *testing.B) {
 		c.Close()
 		read <- n
 	}()
-	s := newBenchStack(b)
+	// The gateway maps to the host's loopback, as in a lab with hostLoopback.
+	s, err := stack.New(stack.Options{PodCIDR: podCIDR, Gateway: gateway, ClusterPrefixes: clusters, HostLoopback: netip.MustParseAddr("127.0.0.1")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
 	p, err := stacktest.NewPod(stacktest.PodOptions{IP: podA, Gateway: gateway, GSO: true})
 	if err != nil {
 		b.Fatal(err)

@@ -518,18 +518,21 @@ func BenchmarkNATNewFlow(b *testing.B) {
 	vip := netip.MustParseAddrPort("10.96.0.10:53")
 	tmpl := udpPacket(netip.AddrPortFrom(podA, 1), vip, "query")
 	pkt := make([]byte, len(tmpl))
+	// A client may hold a thirty-second of the table unanswered (1<<20/32 = 32,768 flows), so
+	// a new client comes every 16,384 flows; every 131,072 flows, all of them expire.
+	const perClient, perSweep = 16384, 8 * 16384
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if i%60000 == 0 && i > 0 {
+		if i%perSweep == 0 && i > 0 {
 			b.StopTimer()
-			s.SweepConntrack(time.Now().Add(time.Duration(i/60000) * time.Hour)) // every entry has expired
+			s.SweepConntrack(time.Now().Add(time.Duration(i/perSweep) * time.Hour)) // every entry has expired
 			b.StartTimer()
 		}
 		copy(pkt, tmpl)
 		src := podA.As4()
-		src[2] = byte(i / 60000) // a new client every 60,000 ports
+		src[2] = byte(i / perClient)
 		copy(pkt[12:16], src[:])
-		binary.BigEndian.PutUint16(pkt[20:], uint16(1+i%60000))
+		binary.BigEndian.PutUint16(pkt[20:], uint16(1+i%perClient))
 		if !s.NATOut(pkt, false) {
 			b.Fatal("not translated")
 		}

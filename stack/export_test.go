@@ -5,11 +5,19 @@ import "time"
 // Frame builders for the external tests (package stack_test).
 var (
 	UDPFrame        = udpFrame
+	TCPFrame        = tcpSegmentFrame
 	TCPGSOFrame     = tcpGSOFrame
 	ICMPEchoFrame   = icmpEchoFrame
 	ARPRequestFrame = arpRequestFrame
 	IPv4HeaderValid = ipv4HeaderValid
 	FragmentFrames  = fragmentFrames
+)
+
+// TCP flags for the external tests.
+const (
+	TCPSyn = tcpSyn
+	TCPRst = tcpRst
+	TCPAck = tcpAck
 )
 
 // Frame offsets for the external tests.
@@ -36,3 +44,6 @@ func (s *Stack) SetRest(rest func(time.Duration)) { s.rest = rest }
 
 // SweepConntrack runs the sweeper once at now.
 func (s *Stack) SweepConntrack(now time.Time) { s.ct.sweep(now) }
+
+// ClockSecond is the Stack's clock, in seconds, that the bound on new flows counts in.
+func (s *Stack) ClockSecond() uint32 { return s.clock.Load() }

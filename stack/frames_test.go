@@ -102,6 +102,24 @@ func tcpGSOFrame(src, dst netip.AddrPort, gw netip.Addr, mss, payloadLen int) []
 	return ipv4Frame(vh, macFor(src.Addr()), macFor(gw), src.Addr(), dst.Addr(), 64, uint8(header.TCPProtocolNumber), tcpHdr)
 }
 
+// tcpSegmentFrame returns a TCP segment frame without payload, with flags and valid checksums, from
+// the pod src to the gateway MAC of gw.
+func tcpSegmentFrame(src, dst netip.AddrPort, gw netip.Addr, flags uint8) []byte {
+	t := header.TCP(make([]byte, header.TCPMinimumSize))
+	t.Encode(&header.TCPFields{
+		SrcPort:    src.Port(),
+		DstPort:    dst.Port(),
+		SeqNum:     1000,
+		AckNum:     2000,
+		DataOffset: header.TCPMinimumSize,
+		Flags:      header.TCPFlags(flags),
+		WindowSize: 512,
+	})
+	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpip.AddrFrom4(src.Addr().As4()), tcpip.AddrFrom4(dst.Addr().As4()), uint16(len(t)))
+	t.SetChecksum(^checksum.Checksum(t, xsum))
+	return ipv4Frame(tap.VirtioNetHdr{}, macFor(src.Addr()), macFor(gw), src.Addr(), dst.Addr(), 64, uint8(header.TCPProtocolNumber), t)
+}
+
 // icmpEchoFrame returns an ICMP echo request frame.
 func icmpEchoFrame(src, dst, gw netip.Addr) []byte {
 	m := header.ICMPv4(make([]byte, header.ICMPv4MinimumSize+4))

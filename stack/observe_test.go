@@ -478,6 +478,57 @@ func TestFloodRest(t *testing.T) {
 	}
 }
 
+// TestDisowningResetsCount: a TCP reset without ACK, what a pod's kernel answers to the SYN-ACK of
+// a SYN it did not send, counts against the pod's bound on new flows like a SYN, and is never
+// dropped; a reset with ACK (a refused or aborted connection) does not count.
+func TestDisowningResetsCount(t *testing.T) {
+	s := newStack(t, func(o *stack.Options) { o.MaxNewFlowsPerPod = 4 })
+	s.SetRest(func(time.Duration) {})
+	a := addFramePort(t, s, podA)
+	b := addFramePort(t, s, podB)
+	ctx := timeout(t, 10*time.Second)
+	tcp := func(port uint16, flags uint8) []byte {
+		return stack.TCPFrame(netip.AddrPortFrom(podA, port), netip.AddrPortFrom(podB, 80), gateway, flags)
+	}
+	// Each second of the Stack's clock starts a new count: try until the whole sequence falls
+	// within one second.
+	for try := 0; ; try++ {
+		if try == 5 {
+			t.Fatal("no try fell within one second of the Stack's clock")
+		}
+		before := s.Stats().DroppedNewFlows
+		start := s.ClockSecond()
+		base := uint16(1000 + 100*try)
+		sent := [][]byte{
+			tcp(base, stack.TCPSyn), tcp(base, stack.TCPRst), // a forged SYN, disowned: two of four
+			tcp(base+1, stack.TCPRst|stack.TCPAck),               // an aborted connection: none
+			tcp(base+2, stack.TCPSyn), tcp(base+2, stack.TCPRst), // four of four
+			tcp(base+3, stack.TCPRst), // a fifth reset: counted, not dropped
+			tcp(base+4, stack.TCPSyn), // a new flow beyond the bound: dropped
+		}
+		for _, f := range sent {
+			a.Send(ctx, f)
+		}
+		passed := 0
+		for {
+			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			_, err := b.Next(short)
+			cancel()
+			if err != nil {
+				break
+			}
+			passed++
+		}
+		if s.ClockSecond() != start {
+			continue
+		}
+		if dropped := s.Stats().DroppedNewFlows - before; passed != len(sent)-1 || dropped != 1 {
+			t.Errorf("%d of %d segments passed and %d new flows were dropped; want all but the last SYN, beyond two disowned SYNs", passed, len(sent), dropped)
+		}
+		return
+	}
+}
+
 // TestNewFlowLimit: a pod that starts more new flows a second than MaxNewFlowsPerPod loses the
 // excess where it is read, counted; the datagrams of a flow it has started pass.
 func TestNewFlowLimit(t *testing.T) {

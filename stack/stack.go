@@ -135,7 +135,9 @@ type Options struct {
 	// MaxNewFlowsPerPod bounds the new flows each pod may start a second
 	// (TCP SYNs, first datagrams of UDP and SCTP flows; per queue of a
 	// multi-queue pod, its share): further ones are dropped where they
-	// are read, before any other work, and counted. It keeps a pod that
+	// are read, before any other work, and counted. A TCP reset without
+	// ACK counts as well but is never dropped: the pod's kernel disowns a
+	// SYN-ACK with one, when the SYN was forged. It keeps a pod that
 	// floods (hping3 --flood) from taking the node's connection tracking,
 	// overlay and CPU from other pods' established flows. 0 means
 	// DefaultMaxNewFlowsPerPod() (1,000 for each CPU); negative means no
@@ -619,20 +621,23 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		return
 	}
 	ip := frame[netOff:]
-	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) || !s.newFlow(ip) {
+	if ip[0]>>4 != 4 || int(ip[0]&0x0f)*4 < 20 || int(binary.BigEndian.Uint16(ip[2:])) > len(ip) {
+		s.route(p, q, frame, nil)
+		return
+	}
+	if !s.newFlow(ip) {
+		if q.newFlowsMax != 0 && disowns(ip) {
+			q.countNewFlow(s.clock.Load()) // counted, never dropped: it ends the flow it answers
+		}
 		s.route(p, q, frame, nil)
 		return
 	}
 	if q.newFlowsMax != 0 {
-		if now := s.clock.Load(); q.newFlowsAt != now {
-			q.newFlowsAt, q.newFlows = now, 0
-		}
-		if q.newFlows >= q.newFlowsMax {
+		if !q.countNewFlow(s.clock.Load()) {
 			p.ctr.newFlowDrops.Add(1)
 			s.rest(floodRest)
 			return
 		}
-		q.newFlows++
 	}
 	if ob == nil {
 		s.route(p, q, frame, nil)
@@ -643,6 +648,30 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 	s.route(p, q, frame, ev)
 	finishFlow(ev, ip)
 	ob.f(ev)
+}
+
+// countNewFlow counts a new flow in second now against q's bound, and reports whether it
+// was within it.
+func (q *podQueue) countNewFlow(now uint32) bool {
+	if q.newFlowsAt != now {
+		q.newFlowsAt, q.newFlows = now, 0
+	}
+	if q.newFlows >= q.newFlowsMax {
+		return false
+	}
+	q.newFlows++
+	return true
+}
+
+// disowns reports whether the IPv4 packet ip (a checked header) is a TCP reset without ACK:
+// what a kernel answers to a segment of a connection it does not have. A pod's kernel sends one
+// for each SYN-ACK to a SYN that a raw socket forged (hping3 --flood), so such a reset counts
+// against the pod's bound on new flows like the SYN it answers, and a flood of forged SYNs
+// gets half as many flows through. A pod that refuses a connection (no listener) or aborts one
+// of its own sends a reset with ACK, which does not count.
+func disowns(ip []byte) bool {
+	ihl, ok := policyPorts(ip)
+	return ok && ip[9] == protoTCP && ip[ihl+13]&(tcpRst|tcpAck) == tcpRst
 }
 
 // route sends frame, read from p's queue q, on its way; ev, if not nil, is

@@ -478,6 +478,20 @@ func TestFloodRest(t *testing.T) {
 	}
 }
 
+// countFrames reads the frames that reach p until none comes for 200 ms, and counts them.
+func countFrames(ctx context.Context, p *stacktest.FramePort) int {
+	n := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err := p.Next(short)
+		cancel()
+		if err != nil {
+			return n
+		}
+		n++
+	}
+}
+
 // TestDisowningResetsCount: a TCP reset without ACK, what a pod's kernel answers to the SYN-ACK of
 // a SYN it did not send, counts against the pod's bound on new flows like a SYN, and is never
 // dropped; a reset with ACK (a refused or aborted connection) does not count.
@@ -509,16 +523,7 @@ func TestDisowningResetsCount(t *testing.T) {
 		for _, f := range sent {
 			a.Send(ctx, f)
 		}
-		passed := 0
-		for {
-			short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			_, err := b.Next(short)
-			cancel()
-			if err != nil {
-				break
-			}
-			passed++
-		}
+		passed := countFrames(ctx, b)
 		if s.ClockSecond() != start {
 			continue
 		}
@@ -539,16 +544,7 @@ func TestNewFlowLimit(t *testing.T) {
 	for port := range uint16(100) {
 		a.Send(ctx, stack.UDPFrame(netip.AddrPortFrom(podA, 1000+port), netip.AddrPortFrom(podB, 53), gateway, 64, []byte("x")))
 	}
-	got := 0
-	for {
-		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_, err := b.Next(short)
-		cancel()
-		if err != nil {
-			break
-		}
-		got++
-	}
+	got := countFrames(ctx, b)
 	// Within one second of the Stack's clock 10 pass; across a second's edge up to 20.
 	if got < 10 || got > 20 {
 		t.Errorf("%d of 100 new flows passed, want 10 to 20", got)

@@ -36,7 +36,9 @@ func newLabUpCommand(g *globals) *cobra.Command {
 		Long: `Start a lab and wait until every pod is ready.
 
 Without -f, podnet runs its built-in example: three nodes, a Deployment of three "podnet serve"
-pods, a NodePort Service and an Ingress in front of them, and a client pod. A lab that was killed is cleaned up and resumed from its saved state: without -f, as it was;
+pods, a NodePort Service and an Ingress in front of them, and a client pod.
+
+A lab that was killed is cleaned up and resumed from its saved state: without -f, as it was;
 with -f, with the file applied over it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -138,14 +138,42 @@ func (t *seenFlows) firstIn(h uint32, now uint32) bool {
 // sweeper's, in seconds: reading the time for every datagram would cost more
 // than the rest of the check.
 func (s *Stack) newFlow(ip []byte) bool {
+	return s.flowStart(ip) == startsFlow
+}
+
+// What a packet is to a pod's bound on new flows (flowStart).
+const (
+	inFlow     = iota // a packet of a known flow, or of none
+	startsFlow        // the first packet of a new flow (newFlow)
+	disowns           // a TCP reset without ACK
+)
+
+// flowStart says what the IPv4 packet ip (a checked header) is to its pod's
+// bound on new flows, reading its header once: it starts a flow (newFlow), or
+// it is a TCP reset without ACK, what a kernel answers to a segment of a
+// connection it does not have. A pod's kernel sends one for each SYN-ACK to a
+// SYN that a raw socket forged (hping3 --flood), so such a reset counts against
+// the pod's bound like the SYN it answers, and a flood of forged SYNs gets half
+// as many flows through. A pod that refuses a connection (no listener) or
+// aborts one of its own sends a reset with ACK, which does not count.
+func (s *Stack) flowStart(ip []byte) int {
 	ihl, ok := policyPorts(ip)
 	if !ok {
-		return false
+		return inFlow
 	}
-	if ip[9] == protoTCP && ip[ihl+13]&(tcpSyn|tcpAck) != tcpSyn {
-		return false
+	if ip[9] == protoTCP {
+		switch flags := ip[ihl+13]; {
+		case flags&(tcpSyn|tcpAck) == tcpSyn:
+		case flags&(tcpRst|tcpAck) == tcpRst:
+			return disowns
+		default:
+			return inFlow
+		}
 	}
-	return s.seen.firstIn(flowKeyHash(ip, ihl), s.clock.Load())
+	if s.seen.firstIn(flowKeyHash(ip, ihl), s.clock.Load()) {
+		return startsFlow
+	}
+	return inFlow
 }
 
 // flowKeyHash hashes the protocol, addresses and ports of ip (FNV-1a), the

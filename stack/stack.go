@@ -625,8 +625,12 @@ func (s *Stack) handleFrame(p *pod, q *podQueue, frame []byte) {
 		s.route(p, q, frame, nil)
 		return
 	}
-	if !s.newFlow(ip) {
-		if q.newFlowsMax != 0 && disowns(ip) {
+	switch s.flowStart(ip) {
+	case inFlow:
+		s.route(p, q, frame, nil)
+		return
+	case disowns:
+		if q.newFlowsMax != 0 {
 			q.countNewFlow(s.clock.Load()) // counted, never dropped: it ends the flow it answers
 		}
 		s.route(p, q, frame, nil)
@@ -661,17 +665,6 @@ func (q *podQueue) countNewFlow(now uint32) bool {
 	}
 	q.newFlows++
 	return true
-}
-
-// disowns reports whether the IPv4 packet ip (a checked header) is a TCP reset without ACK:
-// what a kernel answers to a segment of a connection it does not have. A pod's kernel sends one
-// for each SYN-ACK to a SYN that a raw socket forged (hping3 --flood), so such a reset counts
-// against the pod's bound on new flows like the SYN it answers, and a flood of forged SYNs
-// gets half as many flows through. A pod that refuses a connection (no listener) or aborts one
-// of its own sends a reset with ACK, which does not count.
-func disowns(ip []byte) bool {
-	ihl, ok := policyPorts(ip)
-	return ok && ip[9] == protoTCP && ip[ihl+13]&(tcpRst|tcpAck) == tcpRst
 }
 
 // route sends frame, read from p's queue q, on its way; ev, if not nil, is

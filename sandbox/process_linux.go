@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/podnet/podnet/internal/realtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,6 +186,12 @@ func Init(args []string) int {
 	// Namespaces are per thread until exec: everything below happens on this locked thread, and
 	// the command is forked from it.
 	runtime.LockOSThread()
+	// A lab's daemon may run under SCHED_RR (spec.realtimePriority), which we inherited: the
+	// pod's processes run under the ordinary policy, as on any node.
+	if err := realtime.Disable(); err != nil {
+		fmt.Fprintf(os.Stderr, "podnet: sandbox-init: %v\n", err)
+		return 126
+	}
 	fs := flag.NewFlagSet(InitCommand, flag.ContinueOnError)
 	resolv := fs.String("resolv", "", "file to bind-mount over /etc/resolv.conf")
 	dir := fs.String("dir", "/", "working directory")

@@ -25,6 +25,8 @@
 # iperf3 flow between two of them, alone and during a SYN flood and a UDP flood from the third,
 # hping3 unlimited and then held to ATTACKER_CPU. On a machine with few cores, an unlimited hping3
 # takes a core, and any network's flows lose that core.
+# REALTIME=N runs the lab's daemon under SCHED_RR at priority N (the Lab's spec.realtimePriority),
+# so that its data paths wake ahead of every ordinary process, as the kernel's softirq does.
 # Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go, nsenter; FLOODS="a b"
 # to pick; the cluster needs `make kube-bin`; the limit needs cgroup v1's cpu controller or cgroup v2)
 set -euo pipefail
@@ -36,6 +38,11 @@ LAB=pnflood
 SECS=12
 FLOODS=${FLOODS:-"syn-clusterip syn-pod udp-pod udp-dns spoofed fragments syn-nodeport syn-ingress"}
 ATTACKER_CPU=${ATTACKER_CPU:-100m}
+REALTIME=${REALTIME:-0}
+if [ "$MODE" = cluster ] && [ "$REALTIME" != 0 ]; then
+	echo "REALTIME is for the lab: on a kernel with CONFIG_RT_GROUP_SCHED the agent's pod cgroup has no real-time budget, which Kubernetes does not give" >&2
+	exit 1
+fi
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 for c in hping3 iperf3 jq curl go; do command -v "$c" >/dev/null || { echo "missing $c (apt-get install hping3 iperf3 jq curl)" >&2; exit 1; }; done
@@ -99,6 +106,7 @@ if [ "$MODE" = lab ]; then
 	kind: Lab
 	metadata: {name: $LAB}
 	spec:
+	  realtimePriority: $REALTIME
 	  nodes: [{name: node-a}, {name: node-b}]
 	---
 	apiVersion: v1
@@ -354,7 +362,7 @@ kernel_ref() {
 	printf '  during a UDP flood: %s; hping3 held to %s: %s\n' "$(kflood free --udp -p 9)" "$ATTACKER_CPU" "$(kflood held --udp -p 9)"
 }
 
-echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1); the held attacker: $ATTACKER_CPU of CPU"
+echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1); the held attacker: $ATTACKER_CPU of CPU$([ "$REALTIME" != 0 ] && echo "; the lab's daemon under SCHED_RR at priority $REALTIME")"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 kernel_ref

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/podnet/podnet/cniplugin"
+	"github.com/podnet/podnet/internal/realtime"
 	"github.com/podnet/podnet/kubenode"
 	"github.com/podnet/podnet/stack"
 	"github.com/spf13/cobra"
@@ -24,7 +25,7 @@ func newNodeCommand() *cobra.Command {
 		kubeconfig, nodeName, nodeAddr, clusterCIDR, serviceCIDR, dnsIP, domain, stateDir, runDir, socket, nodeIf, metricsAddr string
 		mtu, httpPort, httpsPort                                                                                               int
 		flows                                                                                                                  bool
-		maxNewFlows                                                                                                            int
+		maxNewFlows, rtPriority                                                                                                int
 	)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -35,6 +36,12 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 (--allocate-node-cidrs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rtPriority != 0 {
+				// Before the agent starts; the threads made later inherit it.
+				if err := realtime.Enable(rtPriority); err != nil {
+					return fmt.Errorf("podnet node: --realtime-priority %d: %w", rtPriority, err)
+				}
+			}
 			cfg, err := restConfig(kubeconfig)
 			if err != nil {
 				return err
@@ -103,6 +110,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
 	f.IntVar(&maxNewFlows, "max-new-flows-per-pod", 0, fmt.Sprintf("the new flows (TCP SYNs, first UDP datagrams) a pod may start a second; more are dropped and counted (podnet_stack_dropped_frames_total{reason=\"new_flow_limit\"}); 0: %d for each CPU the agent may use (GOMAXPROCS), %d here; negative: no bound", stack.NewFlowsPerPodPerCPU, stack.DefaultMaxNewFlowsPerPod()))
+	f.IntVar(&rtPriority, "realtime-priority", 0, "run the agent under the kernel's real-time policy SCHED_RR at this priority (1 to 99; 1 is enough), so that a busy process on the node cannot delay its data path by a time slice (needs CAP_SYS_NICE, and a real-time budget for its cgroup on kernels with CONFIG_RT_GROUP_SCHED); 0: the ordinary policy")
 	f.BoolVar(&flows, "flows", true, "keep a log of the new flows the node sees (podnet flows, podnet check's reasons)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd

@@ -174,6 +174,10 @@ spec:
 		`spec.mtu: Invalid value: 1000: must be between 1280 and 65520, inclusive`}},
 	{name: "new flows per pod below -1", in: lab("  maxNewFlowsPerPod: -5\n"), wants: []string{
 		`spec.maxNewFlowsPerPod: Invalid value: -5: must be a number of new flows a second, 0 for the default (1000 for each CPU), or -1 for no bound`}},
+	{name: "real-time priority out of range", in: lab("  realtimePriority: 100\n"), wants: []string{
+		`spec.realtimePriority: Invalid value: 100: must be a SCHED_RR priority from 1 to 99, or 0 for the ordinary policy`}},
+	{name: "negative real-time priority", in: lab("  realtimePriority: -1\n"), wants: []string{
+		`spec.realtimePriority: Invalid value: -1: must be a SCHED_RR priority`}},
 	{name: "no nodes", in: "apiVersion: podnet.dev/v1alpha1\nkind: Lab\nmetadata: {name: demo}\nspec: {nodes: []}\n", wants: []string{
 		`lab/demo: spec.nodes: Required value: a lab needs at least one node`}},
 	{name: "bad and duplicate nodes", in: `apiVersion: podnet.dev/v1alpha1

@@ -103,6 +103,14 @@ type LabSpec struct {
 	// 0 (unset) is the default, 1,000 for each CPU the lab's daemon may use;
 	// -1 means no bound.
 	MaxNewFlowsPerPod int `json:"maxNewFlowsPerPod,omitempty"`
+	// RealtimePriority, from 1 to 99, runs the lab's daemon, where the
+	// nodes' data paths run, under the kernel's real-time policy SCHED_RR
+	// at that priority (the lowest, 1, is enough), so that a busy process
+	// on the host cannot delay a packet by its time slice; the pods' own
+	// processes stay under the ordinary policy. It needs root,
+	// CAP_SYS_NICE or an RLIMIT_RTPRIO of at least the priority. 0 (unset):
+	// the ordinary policy.
+	RealtimePriority int `json:"realtimePriority,omitempty"`
 	// Nodes are the lab's nodes, at least one.
 	Nodes []LabNode `json:"nodes"`
 }
@@ -234,6 +242,8 @@ type Network struct {
 	FlowLog bool
 	// MaxNewFlowsPerPod is LabSpec.MaxNewFlowsPerPod: 0 the default, -1 none.
 	MaxNewFlowsPerPod int
+	// RealtimePriority is LabSpec.RealtimePriority: 0 none.
+	RealtimePriority int
 }
 
 // IngressPorts returns the TCP ports the nodes' Ingress controllers listen
@@ -275,6 +285,7 @@ func (l *Lab) Network() (Network, error) {
 		HostLoopback:      spec.HostLoopback == nil || *spec.HostLoopback,
 		FlowLog:           spec.FlowLog == nil || *spec.FlowLog,
 		MaxNewFlowsPerPod: spec.MaxNewFlowsPerPod,
+		RealtimePriority:  spec.RealtimePriority,
 	}
 	for _, u := range spec.DNS.Upstreams {
 		n.Upstreams = append(n.Upstreams, netip.MustParseAddrPort(u))
@@ -488,6 +499,10 @@ func validateLabSpec(spec *LabSpec, path *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(path.Child("maxNewFlowsPerPod"), spec.MaxNewFlowsPerPod,
 			"must be a number of new flows a second, 0 for the default (1000 for each CPU), or -1 for no bound"))
 	}
+	if spec.RealtimePriority < 0 || spec.RealtimePriority > 99 {
+		errs = append(errs, field.Invalid(path.Child("realtimePriority"), spec.RealtimePriority,
+			"must be a SCHED_RR priority from 1 to 99, or 0 for the ordinary policy"))
+	}
 
 	upPath := path.Child("dns", "upstreams")
 	seenUp := make(map[netip.AddrPort]bool)
@@ -632,6 +647,7 @@ func ValidateLabChange(old, new *Lab) field.ErrorList {
 		{"hostLoopback", fmt.Sprint(o.HostLoopback == nil || *o.HostLoopback), fmt.Sprint(n.HostLoopback == nil || *n.HostLoopback), func(a, b string) bool { return a == b }},
 		{"flowLog", fmt.Sprint(o.FlowLog == nil || *o.FlowLog), fmt.Sprint(n.FlowLog == nil || *n.FlowLog), func(a, b string) bool { return a == b }},
 		{"maxNewFlowsPerPod", fmt.Sprint(o.MaxNewFlowsPerPod), fmt.Sprint(n.MaxNewFlowsPerPod), func(a, b string) bool { return a == b }},
+		{"realtimePriority", fmt.Sprint(o.RealtimePriority), fmt.Sprint(n.RealtimePriority), func(a, b string) bool { return a == b }},
 	} {
 		if !f.same(f.old, f.new) {
 			errs = append(errs, field.Forbidden(spec.Child(f.name),

@@ -181,6 +181,10 @@ func TestValidateLabChange(t *testing.T) {
 			"spec.ingress.httpPort: Forbidden: cannot change from the default to 8000 while the lab runs",
 			"spec.ingress.httpsPort: Forbidden: cannot change from the default to 443 while the lab runs",
 		}},
+		{name: "agent settings changed", change: func(s *LabSpec) { s.MaxNewFlowsPerPod, s.RealtimePriority = -1, 1 }, want: []string{
+			"spec.maxNewFlowsPerPod: Forbidden: cannot change from 0 to -1 while the lab runs",
+			"spec.realtimePriority: Forbidden: cannot change from 0 to 1 while the lab runs",
+		}},
 		{name: "dns IP changed", change: func(s *LabSpec) { s.DNSIP = "10.96.0.53" }, want: []string{
 			"spec.dnsIP: Forbidden: cannot change from 10.96.0.10 to 10.96.0.53 while the lab runs",
 		}},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/podnet/podnet/internal/controlplane"
 	"github.com/podnet/podnet/internal/netns"
+	"github.com/podnet/podnet/internal/realtime"
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -30,6 +33,7 @@ type kubeNode struct {
 	addr                netip.Addr // the underlay address
 	cmd                 *exec.Cmd
 	log                 string
+	rtPriority          int // --realtime-priority, if not 0
 }
 
 // kubePod is a pod's network namespace, made by the test as containerd makes one, and attached
@@ -130,6 +134,11 @@ func TestKubeNodes(t *testing.T) {
 	for _, n := range nodes {
 		forwardInto(t, n.netns, "0.0.0.0:"+apiPort, "127.0.0.1:"+apiPort)
 	}
+	// node-a's agent runs under SCHED_RR, where this test may use it.
+	rtErr := realtime.Check(1)
+	if rtErr == nil {
+		nodes[0].rtPriority = 1
+	}
 	for _, n := range nodes {
 		n.socket = filepath.Join(dir, n.name+".sock")
 		n.log = filepath.Join(dir, n.name+".log")
@@ -157,6 +166,25 @@ func TestKubeNodes(t *testing.T) {
 			return err == nil
 		})
 	}
+	t.Run("--realtime-priority puts every thread of the agent under SCHED_RR", func(t *testing.T) {
+		if rtErr != nil {
+			t.Skipf("skipped: this process may not use SCHED_RR: %v", rtErr)
+		}
+		pid := nodes[0].cmd.Process.Pid // ip netns exec runs podnet in its own place
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tasks {
+			tid, _ := strconv.Atoi(e.Name())
+			if p, prio, err := realtime.Policy(tid); err == nil && (p != unix.SCHED_RR || prio != 1) {
+				t.Errorf("thread %d of node-a's agent (pid %d, %d threads): policy %d, priority %d; want SCHED_RR at 1", tid, pid, len(tasks), p, prio)
+			}
+		}
+		if p, _, err := realtime.Policy(nodes[1].cmd.Process.Pid); err != nil || p != unix.SCHED_NORMAL {
+			t.Errorf("node-b's agent, without the flag: policy %d (%v); want SCHED_OTHER", p, err)
+		}
+	})
 	podCIDRs := map[string]netip.Prefix{}
 	for _, n := range nodes {
 		node, err := client.CoreV1().Nodes().Get(ctx, n.name, metav1.GetOptions{})
@@ -638,7 +666,8 @@ func startKubeNode(t *testing.T, n *kubeNode, kubeconfig, dir string) {
 		t.Fatal(err)
 	}
 	n.cmd = exec.Command("ip", "netns", "exec", n.netns, podnetBin, "node", "--kubeconfig", kubeconfig, "--node-name", n.name,
-		"--state-dir", filepath.Join(dir, n.name), "--run-dir", filepath.Join(dir, n.name+"-run"), "--cni-socket", n.socket, "--cluster-dns", "10.96.0.10")
+		"--state-dir", filepath.Join(dir, n.name), "--run-dir", filepath.Join(dir, n.name+"-run"), "--cni-socket", n.socket, "--cluster-dns", "10.96.0.10",
+		"--realtime-priority", strconv.Itoa(n.rtPriority))
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

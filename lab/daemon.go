@@ -37,6 +37,7 @@ import (
 	"github.com/podnet/podnet/cluster"
 	"github.com/podnet/podnet/ingress"
 	"github.com/podnet/podnet/inspect"
+	"github.com/podnet/podnet/internal/realtime"
 	"github.com/podnet/podnet/internal/scavenge"
 	"github.com/podnet/podnet/lab/podruntime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,8 +66,9 @@ type daemon struct {
 	reg   *prometheus.Registry
 	down  chan struct{} // closed by the /v1/down request
 
-	mu     sync.Mutex              // guards agents
-	agents map[string]*nodeRunning // by node name
+	mu       sync.Mutex              // guards agents and realtime
+	agents   map[string]*nodeRunning // by node name
+	realtime bool                    // the Lab's real-time priority was applied (or failed)
 }
 
 // nodeRunning is one node of the lab: its agent (the node's network) and its pod runtime (the
@@ -195,6 +197,16 @@ func (d *daemon) syncAgents() {
 	d.stopAgents(want)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if p := netw.RealtimePriority; p > 0 && !d.realtime {
+		// Before the agents start, so that every thread of their data paths inherits it; the
+		// pods' processes leave it (sandbox-init).
+		d.realtime = true
+		if err := realtime.Enable(p); err != nil {
+			d.log.Error("the lab's data paths run under the ordinary policy", "lab", d.opts.Name, "err", err)
+		} else {
+			d.log.Info("the lab's daemon runs under SCHED_RR", "lab", d.opts.Name, "priority", p)
+		}
+	}
 	for _, n := range nodes {
 		if _, ok := d.agents[n.Name]; ok {
 			continue

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/podnet/podnet/cluster"
+	"github.com/podnet/podnet/internal/realtime"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -85,6 +86,12 @@ func Up(opts UpOptions) (*Client, error) {
 		os.RemoveAll(c.Dir)
 		return nil, fmt.Errorf("no Lab document: a new lab needs one (kind: Lab, apiVersion: %s)", cluster.LabAPIVersion)
 	}
+	if err := checkRealtime(docs); err != nil {
+		if !resumed {
+			os.RemoveAll(c.Dir)
+		}
+		return nil, err
+	}
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create lab state directory: %w", err)
 	}
@@ -123,6 +130,19 @@ func Up(opts UpOptions) (*Client, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// checkRealtime fails if the file's Lab asks for a real-time priority that the daemon, started
+// from this process, could not take.
+func checkRealtime(docs []cluster.Document) error {
+	for _, d := range docs {
+		if l, ok := d.Object.(*cluster.Lab); ok && l.Spec.RealtimePriority > 0 {
+			if err := realtime.Check(l.Spec.RealtimePriority); err != nil {
+				return fmt.Errorf("%s: spec.realtimePriority: %w", cluster.ObjectName(l), err)
+			}
+		}
+	}
+	return nil
 }
 
 func hasLab(docs []cluster.Document) bool {

@@ -237,6 +237,21 @@ func (l *labRun) must(t *testing.T, args ...string) string {
 	return out
 }
 
+// daemonPID returns the pid of the lab's daemon, from lab status ("State: running (daemon pid N)").
+func (l *labRun) daemonPID(t *testing.T) int {
+	t.Helper()
+	st := l.must(t, "lab", "status")
+	for _, line := range strings.Split(st, "\n") {
+		if _, after, ok := strings.Cut(line, "daemon pid "); ok {
+			if pid, err := strconv.Atoi(strings.TrimRight(after, ")")); err == nil {
+				return pid
+			}
+		}
+	}
+	t.Fatalf("no daemon pid in lab status:\n%s", st)
+	return 0
+}
+
 func (l *labRun) pods() map[string]*corev1.Pod {
 	l.t.Helper()
 	var list struct{ Items []*corev1.Pod }
@@ -464,16 +479,7 @@ func TestLabSurvivesSIGKILL(t *testing.T) {
 	podsBefore := l.pods()
 	ipBefore := podsBefore["server"].Status.PodIP
 
-	st := l.must(t, "lab", "status")
-	var pid int
-	for _, line := range strings.Split(st, "\n") {
-		if strings.HasPrefix(line, "State:") {
-			fmt.Sscanf(line[strings.Index(line, "pid")+3:], "%d", &pid)
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("no daemon pid in lab status:\n%s", st)
-	}
+	pid := l.daemonPID(t)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -106,21 +106,6 @@ func testRealtimeRefused(t *testing.T) {
 	before.check(t, snapshot(t))
 }
 
-// daemonPID returns the pid of the lab's daemon, from lab status.
-func (l *labRun) daemonPID(t *testing.T) int {
-	t.Helper()
-	st := l.must(t, "lab", "status")
-	for _, line := range strings.Split(st, "\n") {
-		if _, after, ok := strings.Cut(line, "daemon pid "); ok {
-			if pid, err := strconv.Atoi(strings.TrimRight(after, ")")); err == nil {
-				return pid
-			}
-		}
-	}
-	t.Fatalf("no daemon pid in lab status:\n%s", st)
-	return 0
-}
-
 // podPrograms returns the programs that the sandbox-init children of the daemon run, by pid.
 func podPrograms(t *testing.T, daemon int) map[int]string {
 	t.Helper()

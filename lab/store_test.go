@@ -268,3 +268,23 @@ func TestFirstApplyNeedsLab(t *testing.T) {
 		t.Errorf("apply without a Lab: %v", err)
 	}
 }
+
+// lab up reads a resumed lab's saved Lab, to check its real-time priority before the daemon
+// starts.
+func TestSavedLab(t *testing.T) {
+	dir := t.TempDir()
+	if l := savedLab(dir); l != nil {
+		t.Errorf("savedLab of a directory without a store = %v, want nil", l)
+	}
+	s := newServiceStore(t, filepath.Join(dir, "store.json"), "apiVersion: podnet.dev/v1alpha1\nkind: Lab\nmetadata: {name: rt}\nspec:\n  realtimePriority: 3\n  nodes: [{name: a}]\n")
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	l := savedLab(dir)
+	if l == nil || l.Name != "rt" || l.Spec.RealtimePriority != 3 {
+		t.Errorf("savedLab = %+v, want Lab rt with realtimePriority 3", l)
+	}
+	if err := checkRealtime(nil, dir, false); err != nil {
+		t.Errorf("checkRealtime of a new lab without a file = %v, want nil (nothing asked)", err)
+	}
+}

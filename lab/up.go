@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,7 @@ func Up(opts UpOptions) (*Client, error) {
 		os.RemoveAll(c.Dir)
 		return nil, fmt.Errorf("no Lab document: a new lab needs one (kind: Lab, apiVersion: %s)", cluster.LabAPIVersion)
 	}
-	if err := checkRealtime(docs); err != nil {
+	if err := checkRealtime(docs, c.Dir, resumed); err != nil {
 		if !resumed {
 			os.RemoveAll(c.Dir)
 		}
@@ -132,17 +133,41 @@ func Up(opts UpOptions) (*Client, error) {
 	return c, nil
 }
 
-// checkRealtime fails if the file's Lab asks for a real-time priority that the daemon, started
-// from this process, could not take.
-func checkRealtime(docs []cluster.Document) error {
+// checkRealtime fails if the lab asks for a real-time priority that its daemon, started from this
+// process, could not take: the file's Lab, or else a resumed lab's saved one.
+func checkRealtime(docs []cluster.Document, dir string, resumed bool) error {
+	var l *cluster.Lab
 	for _, d := range docs {
-		if l, ok := d.Object.(*cluster.Lab); ok && l.Spec.RealtimePriority > 0 {
-			if err := realtime.Check(l.Spec.RealtimePriority); err != nil {
-				return fmt.Errorf("%s: spec.realtimePriority: %w", cluster.ObjectName(l), err)
-			}
+		if dl, ok := d.Object.(*cluster.Lab); ok {
+			l = dl
 		}
 	}
+	if l == nil && resumed {
+		l = savedLab(dir)
+	}
+	if l == nil || l.Spec.RealtimePriority == 0 {
+		return nil
+	}
+	if err := realtime.Check(l.Spec.RealtimePriority); err != nil {
+		return fmt.Errorf("%s: spec.realtimePriority: %w", cluster.ObjectName(l), err)
+	}
 	return nil
+}
+
+// savedLab returns the Lab document of the lab saved in dir, or nil if it cannot be read (the
+// daemon that resumes the lab reports why).
+func savedLab(dir string) *cluster.Lab {
+	b, err := os.ReadFile(filepath.Join(dir, "store.json"))
+	if err != nil {
+		return nil
+	}
+	var saved struct {
+		Lab *cluster.Lab `json:"lab"`
+	}
+	if json.Unmarshal(b, &saved) != nil {
+		return nil
+	}
+	return saved.Lab
 }
 
 func hasLab(docs []cluster.Document) bool {

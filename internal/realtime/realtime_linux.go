@@ -40,18 +40,21 @@ const maxPasses = 10
 // tasks (CONFIG_RT_GROUP_SCHED, cgroup v1), its cgroup needs a real-time budget. On failure the
 // threads it had changed are put back.
 func Enable(priority int) error {
-	if priority < 1 || priority > MaxPriority {
-		return fmt.Errorf("real-time priority %d: want 1 to %d", priority, MaxPriority)
+	if err := checkRange(priority); err != nil {
+		return err
 	}
 	if err := setAll(unix.SCHED_RR, priority); err != nil {
-		setAll(unix.SCHED_NORMAL, 0)
-		return fmt.Errorf("run under SCHED_RR at priority %d: %w", priority, explain(err, priority))
+		err = fmt.Errorf("run under SCHED_RR at priority %d: %w", priority, explain(err, priority))
+		if rerr := setAll(unix.SCHED_NORMAL, 0); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("and some threads stay under it: %w", rerr))
+		}
+		return err
 	}
 	return nil
 }
 
-// Disable puts every thread of this process back under the ordinary policy (SCHED_OTHER), which
-// any process may do.
+// Disable puts every thread of this process back under the ordinary policy (SCHED_OTHER), each
+// with the nice value it had (a real-time thread keeps one), which any process may do.
 func Disable() error {
 	if err := setAll(unix.SCHED_NORMAL, 0); err != nil {
 		return fmt.Errorf("leave SCHED_RR: %w", err)
@@ -59,23 +62,42 @@ func Disable() error {
 	return nil
 }
 
-// Check says whether Enable(priority) would succeed, without changing the caller's threads: it
-// tries on a thread of its own, which the Go runtime then discards.
+// Check says whether Enable(priority) would succeed, without changing the process: it tries on
+// one thread, locked to a goroutine of its own meanwhile, and puts that thread back as it was.
 func Check(priority int) error {
-	if priority < 1 || priority > MaxPriority {
-		return fmt.Errorf("real-time priority %d: want 1 to %d", priority, MaxPriority)
+	if err := checkRange(priority); err != nil {
+		return err
 	}
 	errc := make(chan error, 1)
 	go func() {
-		// The goroutine ends locked to its thread, so the thread exits with it.
 		runtime.LockOSThread()
-		err := set(0, unix.SCHED_RR, priority)
+		was, err := unix.SchedGetAttr(0, 0)
 		if err != nil {
-			err = fmt.Errorf("run under SCHED_RR at priority %d: %w", priority, explain(err, priority))
+			runtime.UnlockOSThread() // unchanged
+			errc <- err
+			return
 		}
-		errc <- err
+		if err := set(0, unix.SCHED_RR, priority, 0); err != nil {
+			runtime.UnlockOSThread() // unchanged
+			errc <- fmt.Errorf("run under SCHED_RR at priority %d: %w", priority, explain(err, priority))
+			return
+		}
+		if err := unix.SchedSetAttr(0, was, 0); err != nil {
+			// Still locked: the runtime retires the thread, or (the main thread) parks it.
+			errc <- fmt.Errorf("put a thread back from SCHED_RR: %w", err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
 	}()
 	return <-errc
+}
+
+func checkRange(priority int) error {
+	if priority < 1 || priority > MaxPriority {
+		return fmt.Errorf("real-time priority %d: want 1 to %d", priority, MaxPriority)
+	}
+	return nil
 }
 
 // Policy returns the scheduling policy and real-time priority of thread tid (0: the caller's).
@@ -104,17 +126,30 @@ func setAll(policy uint32, priority int) error {
 			if err != nil {
 				return err
 			}
-			p, prio, err := Policy(tid)
+			a, err := unix.SchedGetAttr(tid, 0)
 			if errors.Is(err, unix.ESRCH) {
 				continue // the thread has exited
 			}
 			if err != nil {
 				return err
 			}
-			if p == int(policy) && prio == priority {
+			if a.Policy == policy && int(a.Priority) == priority {
 				continue
 			}
-			if err := set(tid, policy, priority); err != nil && !errors.Is(err, unix.ESRCH) {
+			var nice int32
+			if policy == unix.SCHED_NORMAL {
+				// sched_getattr reports no nice value for a real-time thread, but the thread
+				// keeps one, which getpriority reports (as 20 - nice).
+				p, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
+				if errors.Is(err, unix.ESRCH) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				nice = int32(20 - p)
+			}
+			if err := set(tid, policy, priority, nice); err != nil && !errors.Is(err, unix.ESRCH) {
 				return err
 			}
 			changed++
@@ -145,8 +180,11 @@ func ownTID(name string) (int, error) {
 	return strconv.Atoi(name) // a kernel without NSpid (before 4.1)
 }
 
-func set(tid int, policy uint32, priority int) error {
-	return unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: uint32(priority)}, 0)
+// set sets thread tid's policy and priority, and its nice value, which only SCHED_OTHER uses: a
+// thread that leaves SCHED_RR keeps the one it had, which also spares it the permission to lower
+// it.
+func set(tid int, policy uint32, priority int, nice int32) error {
+	return unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy, Priority: uint32(priority), Nice: nice}, 0)
 }
 
 // explain turns EPERM into its likely reason.

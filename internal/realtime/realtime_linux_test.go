@@ -2,6 +2,8 @@ package realtime_test
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
@@ -30,13 +32,17 @@ func TestMain(m *testing.M) {
 // report is what the helper saw.
 type report struct {
 	EnableErr  string
-	Threads    int // threads after Enable, counting those made after it
+	Threads    int // threads checked after Enable, counting those made after it
 	NotRR      []string
 	Child      string // a started program's policy, before Disable
 	DisableErr string
+	Checked    int // threads checked after Disable
 	StillRR    []string
 	ChildAfter string // a program started after Disable
 }
+
+// helperNice is the nice value the helper starts with: Disable must leave it.
+const helperNice = 5
 
 func helper() {
 	var r report
@@ -57,32 +63,49 @@ func helper() {
 		}()
 	}
 	wg.Wait()
-	r.Threads, r.NotRR = threads(func(p, prio int) bool { return p == unix.SCHED_RR && prio == 1 })
+	r.Threads, r.NotRR = threads(func(a *unix.SchedAttr) bool { return a.Policy == unix.SCHED_RR && a.Priority == 1 })
 	r.Child = childPolicy()
 	close(release)
 	if err := realtime.Disable(); err != nil {
 		r.DisableErr = err.Error()
 		return
 	}
-	_, r.StillRR = threads(func(p, _ int) bool { return p == unix.SCHED_NORMAL })
+	r.Checked, r.StillRR = threads(func(a *unix.SchedAttr) bool { return a.Policy == unix.SCHED_NORMAL && a.Nice == helperNice })
 	r.ChildAfter = childPolicy()
 }
 
-// threads returns how many threads this process has and those for which ok is false.
-func threads(ok func(policy, priority int) bool) (int, []string) {
+// threads returns how many threads of this process it checked and those for which ok is false.
+// It finds each by its ID in this process's PID namespace, which /proc/self/task does not give
+// in a PID namespace of the process's own.
+func threads(ok func(*unix.SchedAttr) bool) (int, []string) {
 	ents, _ := os.ReadDir("/proc/self/task")
 	var bad []string
+	checked := 0
 	for _, e := range ents {
-		tid, _ := strconv.Atoi(e.Name())
-		p, prio, err := realtime.Policy(tid)
+		status, err := os.ReadFile("/proc/self/task/" + e.Name() + "/status")
 		if err != nil {
+			continue // the thread has exited
+		}
+		_, nspid, _ := strings.Cut(string(status), "NSpid:")
+		nspid, _, _ = strings.Cut(nspid, "\n")
+		ids := strings.Fields(nspid)
+		if len(ids) == 0 {
+			bad = append(bad, e.Name()+": no NSpid")
 			continue
 		}
-		if !ok(p, prio) {
-			bad = append(bad, e.Name()+":"+strconv.Itoa(p)+"/"+strconv.Itoa(prio))
+		tid, _ := strconv.Atoi(ids[len(ids)-1])
+		a, err := unix.SchedGetAttr(tid, 0)
+		if errors.Is(err, unix.ESRCH) {
+			continue // the thread has exited
+		}
+		checked++
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s (%d): %v", e.Name(), tid, err))
+		} else if !ok(a) {
+			bad = append(bad, fmt.Sprintf("%d: policy %d, priority %d, nice %d", tid, a.Policy, a.Priority, a.Nice))
 		}
 	}
-	return len(ents), bad
+	return checked, bad
 }
 
 func childPolicy() string {
@@ -119,7 +142,7 @@ func testEnableAndDisable(t *testing.T, cloneflags uintptr) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run", "^$")
+	cmd := exec.Command("nice", "-n", strconv.Itoa(helperNice), exe, "-test.run", "^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
 	out, err := cmd.Output()
@@ -134,10 +157,10 @@ func testEnableAndDisable(t *testing.T, cloneflags uintptr) {
 		t.Fatalf("Enable(1) failed after Check(1) passed: %s", r.EnableErr)
 	}
 	if r.Threads < 5 {
-		t.Errorf("the helper had %d threads; want at least the 4 it locked and main", r.Threads)
+		t.Errorf("checked %d threads of the helper after Enable; want at least the 4 it locked and main", r.Threads)
 	}
 	if len(r.NotRR) > 0 {
-		t.Errorf("threads not under SCHED_RR at priority 1 after Enable (tid:policy/priority): %v", r.NotRR)
+		t.Errorf("threads not under SCHED_RR at priority 1 after Enable: %v", r.NotRR)
 	}
 	// A program started meanwhile inherits the policy: why sandbox-init calls Disable.
 	if want := strconv.Itoa(unix.SCHED_RR) + "/1"; r.Child != want {
@@ -146,8 +169,11 @@ func testEnableAndDisable(t *testing.T, cloneflags uintptr) {
 	if r.DisableErr != "" {
 		t.Fatalf("Disable: %s", r.DisableErr)
 	}
+	if r.Checked < 5 {
+		t.Errorf("checked %d threads of the helper after Disable; want at least 5", r.Checked)
+	}
 	if len(r.StillRR) > 0 {
-		t.Errorf("threads still real-time after Disable: %v", r.StillRR)
+		t.Errorf("threads not back under SCHED_OTHER at nice %d after Disable: %v", helperNice, r.StillRR)
 	}
 	if want := strconv.Itoa(unix.SCHED_NORMAL) + "/0"; r.ChildAfter != want {
 		t.Errorf("a program started after Disable runs under %s; want %s", r.ChildAfter, want)
@@ -169,15 +195,14 @@ func TestPriorityOutOfRange(t *testing.T) {
 	}
 }
 
-func TestCheckLeavesTheCallerAlone(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	err := realtime.Check(1)
-	p, _, perr := realtime.Policy(0)
-	if perr != nil {
-		t.Fatal(perr)
+// Check tries on one thread and puts it back: whichever thread that is, even the main one (where
+// the runtime would park, not end, a thread left locked), no thread is left under SCHED_RR.
+func TestCheckLeavesTheProcessAlone(t *testing.T) {
+	for range 20 {
+		realtime.Check(1)
 	}
-	if p != unix.SCHED_NORMAL {
-		t.Errorf("Check(1) (err %v) left the caller's thread under policy %d; want SCHED_OTHER", err, p)
+	n, changed := threads(func(a *unix.SchedAttr) bool { return a.Policy == unix.SCHED_NORMAL })
+	if n == 0 || len(changed) > 0 {
+		t.Errorf("after Check(1), of the %d threads checked these are not under SCHED_OTHER: %v", n, changed)
 	}
 }

@@ -25,8 +25,10 @@
 # iperf3 flow between two of them, alone and during a SYN flood and a UDP flood from the third,
 # hping3 unlimited and then held to ATTACKER_CPU. On a machine with few cores, an unlimited hping3
 # takes a core, and any network's flows lose that core.
-# REALTIME=N runs the lab's daemon under SCHED_RR at priority N (the Lab's spec.realtimePriority),
-# so that its data paths wake ahead of every ordinary process, as the kernel's softirq does.
+# REALTIME=N runs the data paths under SCHED_RR at priority N, so that they wake ahead of every
+# ordinary process, as the kernel's softirq does: the lab's daemon (the Lab's
+# spec.realtimePriority), or the cluster's agents (the DaemonSet's podnet node
+# --realtime-priority, which gives the agents' cgroups a real-time budget where the kernel wants one).
 # Run as root: sudo bench/flood.sh [--cluster]   (needs hping3, iperf3, curl, jq, go, nsenter; FLOODS="a b"
 # to pick; the cluster needs `make kube-bin`; the limit needs cgroup v1's cpu controller or cgroup v2)
 set -euo pipefail
@@ -39,10 +41,6 @@ SECS=12
 FLOODS=${FLOODS:-"syn-clusterip syn-pod udp-pod udp-dns spoofed fragments syn-nodeport syn-ingress"}
 ATTACKER_CPU=${ATTACKER_CPU:-100m}
 REALTIME=${REALTIME:-0}
-if [ "$MODE" = cluster ] && [ "$REALTIME" != 0 ]; then
-	echo "REALTIME is for the lab: on a kernel with CONFIG_RT_GROUP_SCHED the agent's pod cgroup has no real-time budget, which Kubernetes does not give" >&2
-	exit 1
-fi
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 for c in hping3 iperf3 jq curl go; do command -v "$c" >/dev/null || { echo "missing $c (apt-get install hping3 iperf3 jq curl)" >&2; exit 1; }; done
@@ -192,6 +190,14 @@ else
 	bin/podnet cluster up --name "$LAB" >/dev/null
 	LAB_STARTED=1
 	export KUBECONFIG=/var/lib/podnet-cluster/$LAB/kubeconfig
+	if [ "$REALTIME" != 0 ]; then
+		$K -n podnet-system patch daemonset podnet --type=json \
+			-p "[{\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/command/-\", \"value\": \"--realtime-priority=$REALTIME\"}]" >/dev/null
+		$K -n podnet-system rollout status daemonset podnet --timeout=180s >/dev/null
+		for p in $(pgrep -f '^/podnet node'); do
+			chrt -p "$p" 2>/dev/null | grep -q SCHED_RR || [ ! -e "/proc/$p" ] || { echo "agent $p is not under SCHED_RR" >&2; exit 1; }
+		done
+	fi
 	tb() { echo "{name: $1, image: docker.io/library/toolbox:1, imagePullPolicy: Never, command: [$2]}"; }
 	# The measured pods request CPU, as a workload whose throughput matters does: a BestEffort
 	# pod gets cpu.shares 2 and loses its CPU to any busy neighbour, whatever the network does.
@@ -362,7 +368,7 @@ kernel_ref() {
 	printf '  during a UDP flood: %s; hping3 held to %s: %s\n' "$(kflood free --udp -p 9)" "$ATTACKER_CPU" "$(kflood held --udp -p 9)"
 }
 
-echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1); the held attacker: $ATTACKER_CPU of CPU$([ "$REALTIME" != 0 ] && echo "; the lab's daemon under SCHED_RR at priority $REALTIME")"
+echo "nproc $(nproc), $(uname -r), $(hping3 --version 2>&1 | head -1); the held attacker: $ATTACKER_CPU of CPU$([ "$REALTIME" != 0 ] && echo "; the data paths under SCHED_RR at priority $REALTIME")"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 kernel_ref

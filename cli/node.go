@@ -36,7 +36,18 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 (--allocate-node-cidrs).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			if rtPriority != 0 {
+				// On a kernel with CONFIG_RT_GROUP_SCHED the agent's cgroups (its container's,
+				// its pod's, the kubelet's) need a real-time budget first: Kubernetes gives none.
+				budgets, err := realtime.Grant()
+				for _, b := range budgets {
+					log.Info("gave a cgroup a real-time budget",
+						"cgroup", b.Dir, "runtime", b.Runtime, "period", b.Period)
+				}
+				if err != nil {
+					return fmt.Errorf("podnet node: --realtime-priority %d: %w", rtPriority, err)
+				}
 				// Before the agent starts; the threads made later inherit it.
 				if err := realtime.Enable(rtPriority); err != nil {
 					return fmt.Errorf("podnet node: --realtime-priority %d: %w", rtPriority, err)
@@ -58,7 +69,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 				Client: client, NodeName: nodeName, ClusterDomain: domain, MTU: mtu,
 				StateDir: stateDir, RunDir: runDir, Socket: socket, NodeInterface: nodeIf, MetricsAddr: metricsAddr, DisableFlows: !flows, MaxNewFlowsPerPod: maxNewFlows,
 				LeaseNamespace: os.Getenv("POD_NAMESPACE"),
-				Logger:         slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				Logger:         log,
 			}
 			if o.ClusterCIDR, err = netip.ParsePrefix(clusterCIDR); err != nil {
 				return fmt.Errorf("podnet node: --cluster-cidr %q: %w", clusterCIDR, err)
@@ -110,7 +121,7 @@ runtime hands over through podnet-cni. The Node's pod CIDR comes from kube-contr
 	f.IntVar(&httpsPort, "ingress-https-port", 443, "where the node's Ingress controller serves HTTPS on the node's address (0: not at all)")
 	f.StringVar(&metricsAddr, "metrics-addr", fmt.Sprintf(":%d", kubenode.DefaultMetricsPort), "where to serve Prometheus metrics (/metrics) and /healthz over HTTP: host:port, :port for the node's address (--node-address), or \"\" or 0 for nowhere")
 	f.IntVar(&maxNewFlows, "max-new-flows-per-pod", 0, fmt.Sprintf("the new flows (TCP SYNs, first UDP datagrams) a pod may start a second; more are dropped and counted (podnet_stack_dropped_frames_total{reason=\"new_flow_limit\"}); 0: %d for each CPU the agent may use (GOMAXPROCS), %d here; negative: no bound", stack.NewFlowsPerPodPerCPU, stack.DefaultMaxNewFlowsPerPod()))
-	f.IntVar(&rtPriority, "realtime-priority", 0, "run the agent under the kernel's real-time policy SCHED_RR at this priority (1 to 99; 1 is enough), so that a busy process on the node cannot delay its data path by a time slice (needs CAP_SYS_NICE, and a real-time budget for its cgroup on kernels with CONFIG_RT_GROUP_SCHED); 0: the ordinary policy")
+	f.IntVar(&rtPriority, "realtime-priority", 0, "run the agent under the kernel's real-time policy SCHED_RR at this priority (1 to 99; 1 is enough), so that a busy process on the node cannot delay its data path by a time slice (needs CAP_SYS_NICE; on kernels with CONFIG_RT_GROUP_SCHED the agent gives its cgroup and the parents without one a real-time budget, which needs the whole cgroup hierarchy mounted: deploy/podnet.yaml mounts the host's /sys/fs/cgroup); 0: the ordinary policy")
 	f.BoolVar(&flows, "flows", true, "keep a log of the new flows the node sees (podnet flows, podnet check's reasons)")
 	f.StringVar(&nodeIf, "node-interface", kubenode.DefaultNodeInterface, "the node's own interface to its pods and Services (a TAP made in this process's network namespace, removed at exit)")
 	return cmd

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/podnet/podnet/internal/realtime"
 )
 
 // Addresses of a cluster's underlay, inside its own namespaces.
@@ -394,6 +396,7 @@ func (u *up) cgroups(context.Context) error {
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
 		return errors.New("this host runs cgroup v2 only: podnet cluster supports cgroup v1 hosts so far")
 	}
+	rt := map[string][]string{} // the node cgroups in the hierarchy with real-time budgets
 	for _, n := range u.st.Nodes {
 		for _, h := range hier {
 			if fi, err := os.Stat(h); err != nil || !fi.IsDir() || strings.HasSuffix(h, "/unified") {
@@ -404,6 +407,9 @@ func (u *up) cgroups(context.Context) error {
 				return err
 			}
 			u.st.Cgroups = append(u.st.Cgroups, d)
+			if _, err := os.Stat(filepath.Join(h, "cpu.rt_runtime_us")); err == nil {
+				rt[h] = append(rt[h], d)
+			}
 			if filepath.Base(h) == "cpuset" {
 				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 					b, err := os.ReadFile(filepath.Join(h, f))
@@ -415,6 +421,26 @@ func (u *up) cgroups(context.Context) error {
 					}
 				}
 			}
+		}
+	}
+	// Each node gets an equal part of the host's real-time budget, as a machine of its own has
+	// its root cgroup's (CONFIG_RT_GROUP_SCHED): without one, no process of the node could run
+	// under SCHED_RR, and `podnet node --realtime-priority` has one to pass down to its pod. Not
+	// needed for anything else, so a host with none left only gets a warning.
+	seen := map[string]bool{}
+	for h, dirs := range rt {
+		real, err := filepath.EvalSymlinks(h)
+		if err != nil || seen[real] {
+			continue // cpu and cpu,cpuacct: the same hierarchy
+		}
+		seen[real] = true
+		budgets, err := realtime.Divide(h, dirs)
+		if err != nil {
+			u.log.Warn("the nodes get no real-time budget: podnet node --realtime-priority will fail", "err", err)
+			continue
+		}
+		for _, b := range budgets {
+			u.log.Info("real-time budget", "cgroup", b.Dir, "runtime", b.Runtime, "period", b.Period)
 		}
 	}
 	return nil

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -199,7 +198,7 @@ func explain(err error, priority int) error {
 		}
 	}
 	if path, budget, ok := rtBudget(); ok && budget == 0 {
-		return fmt.Errorf("not permitted: the kernel groups real-time tasks by cgroup (CONFIG_RT_GROUP_SCHED) and this process's cgroup %s has no real-time budget (cpu.rt_runtime_us is 0); give it and its parents one, or run it in the root cgroup", path)
+		return fmt.Errorf("not permitted: the kernel groups real-time tasks by cgroup (CONFIG_RT_GROUP_SCHED) and this process's cgroup %s has no real-time budget (cpu.rt_runtime_us is 0); give it and its parents one (podnet node does, given the whole cpu hierarchy), or run it in the root cgroup", path)
 	}
 	return fmt.Errorf("not permitted: %w", err)
 }
@@ -229,31 +228,18 @@ func privileged() bool {
 // rtBudget returns this process's cgroup v1 cpu controller path and its cpu.rt_runtime_us,
 // where the kernel has one.
 func rtBudget() (path string, budget int64, ok bool) {
-	b, err := os.ReadFile("/proc/self/cgroup")
+	path, ok = cgroupPath()
+	if !ok {
+		return "", 0, false
+	}
+	mounts, err := cpuMounts()
 	if err != nil {
 		return "", 0, false
 	}
-	for line := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for ctl := range strings.SplitSeq(parts[1], ",") {
-			if ctl != "cpu" {
-				continue
-			}
-			for _, mnt := range []string{"cpu", "cpu,cpuacct", "cpuacct,cpu"} {
-				v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", mnt, parts[2], "cpu.rt_runtime_us"))
-				if err != nil {
-					continue
-				}
-				n, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64)
-				if err != nil {
-					return "", 0, false
-				}
-				return parts[2], n, true
-			}
-		}
+	dir, ok := ownDir(mounts, path)
+	if !ok {
+		return "", 0, false
 	}
-	return "", 0, false
+	_, budget, err = readBudget(dir)
+	return path, budget, err == nil
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/podnet/podnet/internal/realtime"
 	"golang.org/x/sys/unix"
@@ -22,7 +25,12 @@ import (
 const helperEnv = "PODNET_REALTIME_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) != "" {
+	switch os.Getenv(helperEnv) {
+	case "":
+	case "grant":
+		grantHelper()
+		return
+	default:
 		helper()
 		return
 	}
@@ -204,5 +212,131 @@ func TestCheckLeavesTheProcessAlone(t *testing.T) {
 	n, changed := threads(func(a *unix.SchedAttr) bool { return a.Policy == unix.SCHED_NORMAL })
 	if n == 0 || len(changed) > 0 {
 		t.Errorf("after Check(1), of the %d threads checked these are not under SCHED_OTHER: %v", n, changed)
+	}
+}
+
+// grantReport is what the grant helper saw, in a cgroup without a budget.
+type grantReport struct {
+	BeforeErr string            // Enable before Grant
+	Budgets   []realtime.Budget // what Grant set
+	GrantErr  string
+	EnableErr string
+	Policy    int // the main thread's, after Enable
+}
+
+func grantHelper() {
+	realtime.SetReleaseWait(time.Second)
+	var r grantReport
+	defer func() { json.NewEncoder(os.Stdout).Encode(r) }()
+	if err := realtime.Enable(1); err != nil {
+		r.BeforeErr = err.Error()
+	} else {
+		realtime.Disable()
+	}
+	b, err := realtime.Grant()
+	r.Budgets = b
+	if err != nil {
+		r.GrantErr = err.Error()
+		return
+	}
+	if err := realtime.Enable(1); err != nil {
+		r.EnableErr = err.Error()
+		return
+	}
+	r.Policy, _, _ = realtime.Policy(0)
+}
+
+// runGrantHelper runs grantHelper in the cgroup dir (of the cpu hierarchy).
+func runGrantHelper(t *testing.T, dir string) grantReport {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir, exe, "-test.run", "^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=grant")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	var r grantReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("helper's report %q: %v", out, err)
+	}
+	return r
+}
+
+// On a kernel with CONFIG_RT_GROUP_SCHED, a process in a new cgroup may not use SCHED_RR until
+// Grant gives its cgroup and the parents without one a budget; a second process beside it then
+// finds its parent's budget all held, and says by whom.
+func TestGrantOnTheKernel(t *testing.T) {
+	const cpu = "/sys/fs/cgroup/cpu"
+	if _, err := os.Stat(filepath.Join(cpu, "cpu.rt_runtime_us")); err != nil {
+		t.Skip("no cgroup v1 cpu hierarchy with real-time budgets (CONFIG_RT_GROUP_SCHED) at " + cpu)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("making cgroups needs root")
+	}
+	if err := realtime.Check(1); err != nil {
+		t.Skipf("this process may not use SCHED_RR where it runs: %v", err)
+	}
+	// A hundredth of the CPU is plenty for the test.
+	if free, err := realtime.FreeShare(cpu); err != nil || free < 1<<20/100 {
+		t.Skipf("the root cgroup's real-time budget is all held by others (a podnet cluster left up?): %d free of %d; %v", free, 1<<20, err)
+	}
+	top := filepath.Join(cpu, fmt.Sprintf("podnet-rt-test-%d", os.Getpid()))
+	pod, ctr, other := filepath.Join(top, "pod"), filepath.Join(top, "pod", "ctr"), filepath.Join(top, "pod", "other")
+	for _, d := range []string{ctr, other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{ctr, other, pod, top} {
+			// A helper that has exited may linger as a zombie until PID 1 reaps it.
+			for i := 0; i < 100; i++ {
+				if err := os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
+	r := runGrantHelper(t, ctr)
+	if r.BeforeErr == "" || !strings.Contains(r.BeforeErr, "has no real-time budget") {
+		t.Errorf("Enable in a cgroup without a budget: %q, want a refusal naming the budget", r.BeforeErr)
+	}
+	if r.GrantErr != "" || r.EnableErr != "" {
+		t.Fatalf("Grant: %q; Enable after it: %q", r.GrantErr, r.EnableErr)
+	}
+	if r.Policy != unix.SCHED_RR {
+		t.Errorf("after Grant and Enable the helper runs under policy %d, want SCHED_RR", r.Policy)
+	}
+	var dirs []string
+	for _, b := range r.Budgets {
+		dirs = append(dirs, b.Dir)
+		data, err := os.ReadFile(filepath.Join(b.Dir, "cpu.rt_runtime_us"))
+		if err != nil || strings.TrimSpace(string(data)) != strconv.FormatInt(b.Runtime.Microseconds(), 10) || b.Runtime <= 0 {
+			t.Errorf("%s: cpu.rt_runtime_us %q (%v), Grant says %v", b.Dir, data, err, b.Runtime)
+		}
+	}
+	if want := []string{top, pod, ctr}; !slices.Equal(dirs, want) {
+		t.Errorf("Grant set %v, want %v", dirs, want)
+	}
+	// ctr holds all of pod's budget: other gets none, and the error names the holder.
+	r = runGrantHelper(t, other)
+	if !strings.Contains(r.GrantErr, "no real-time budget left in cgroup "+pod) || !strings.Contains(r.GrantErr, "ctr (") {
+		t.Errorf("Grant beside a cgroup that holds the whole budget: %q, want it to name ctr", r.GrantErr)
+	}
+	// A container that restarts: its cgroup is removed, and the next one, made at once, gets the
+	// budget, which the kernel still counts as the removed cgroup's for a moment.
+	for i := 0; os.Remove(ctr) != nil; i++ {
+		if i == 100 {
+			t.Fatalf("cannot remove %s", ctr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r = runGrantHelper(t, other); r.GrantErr != "" || r.EnableErr != "" || len(r.Budgets) != 1 || r.Budgets[0].Dir != other {
+		t.Errorf("Grant after the cgroup holding the budget was removed: %v, %q, Enable %q; want other given pod's budget", r.Budgets, r.GrantErr, r.EnableErr)
 	}
 }

@@ -5,9 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podnet/podnet/internal/realtime"
+	"golang.org/x/sys/unix"
 )
 
 const clusterObjects = `
@@ -206,6 +211,10 @@ func TestCluster(t *testing.T) {
 	t.Run("upstream smoke specs", func(t *testing.T) {
 		upstreamSmoke(t, bin, kubeconfig)
 	})
+	// Last: it restarts the agents.
+	t.Run("agents under SCHED_RR", func(t *testing.T) {
+		clusterRealtime(t, name, kubectl, exec)
+	})
 	if out, err := podnet("down"); err != nil {
 		t.Fatalf("cluster down: %v\n%s", err, out)
 	}
@@ -342,4 +351,124 @@ loop:
 			t.Errorf("tshark -r the capture: %v, %d packets to or from port 8080, want 6\n%s", err, n, b)
 		}
 	}
+}
+
+// clusterRealtime adds --realtime-priority=1 to the DaemonSet, as an operator would, and checks
+// that every thread of both agents then runs under SCHED_RR while the pods' programs do not, that
+// on a kernel with CONFIG_RT_GROUP_SCHED each agent gave its cgroups the budget that Kubernetes
+// does not, and that the network works after the restart.
+func clusterRealtime(t *testing.T, name string, kubectl func(...string) (string, error), podExec func(ns, pod string, args ...string) (string, error)) {
+	patch := `[{"op": "add", "path": "/spec/template/spec/containers/0/command/-", "value": "--realtime-priority=1"}]`
+	if out, err := kubectl("-n", "podnet-system", "patch", "daemonset", "podnet", "--type=json", "-p", patch); err != nil {
+		t.Fatalf("patch: %v\n%s", err, out)
+	}
+	if out, err := kubectl("-n", "podnet-system", "rollout", "status", "daemonset", "podnet", "--timeout=180s"); err != nil {
+		logs, _ := kubectl("-n", "podnet-system", "logs", "-l", "app=podnet", "--tail=20")
+		t.Fatalf("rollout: %v\n%s\n%s", err, out, logs)
+	}
+	budgets := false
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.rt_runtime_us"); err == nil {
+		budgets = true
+	}
+	// The new agents: both found, each with every thread under SCHED_RR (one just started may
+	// not have reached Enable yet, and an old one may still be going).
+	var agents []int
+	var notRR []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		agents, notRR = clusterAgents(t, name), nil
+		for _, pid := range agents {
+			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+			checked := 0
+			for _, e := range tasks {
+				tid, _ := strconv.Atoi(e.Name())
+				p, prio, err := realtime.Policy(tid)
+				if err != nil {
+					continue // the thread has exited
+				}
+				checked++
+				if p != unix.SCHED_RR || prio != 1 {
+					notRR = append(notRR, fmt.Sprintf("thread %d of agent %d (%d threads): policy %d, priority %d", tid, pid, len(tasks), p, prio))
+				}
+			}
+			if checked == 0 {
+				notRR = append(notRR, fmt.Sprintf("agent %d: no thread could be checked", pid))
+			}
+		}
+		if (len(agents) == 2 && len(notRR) == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(agents) != 2 || len(notRR) > 0 {
+		t.Fatalf("found %d podnet node processes in the cluster's cgroups, want 2, each with every thread under SCHED_RR at priority 1: %v", len(agents), notRR)
+	}
+	// Started once each: an agent refused its budget would have exited and been restarted.
+	if out, err := kubectl("-n", "podnet-system", "get", "pods", "-l", "app=podnet", "-o", `jsonpath={range .items[*]}{.status.containerStatuses[0].restartCount};{end}`); err != nil || out != "0;0;" {
+		t.Errorf("the agents' restart counts: %q (%v), want 0;0;", out, err)
+	}
+	for _, pid := range agents {
+		if budgets {
+			cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+			dir := ""
+			for _, line := range strings.Split(string(cg), "\n") {
+				if f := strings.SplitN(line, ":", 3); len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "cpu") {
+					dir = filepath.Join("/sys/fs/cgroup/cpu", f[2])
+				}
+			}
+			b, err := os.ReadFile(filepath.Join(dir, "cpu.rt_runtime_us"))
+			if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || n <= 0 {
+				t.Errorf("agent %d's cgroup %s: cpu.rt_runtime_us %q (%v), want the budget it gave itself", pid, dir, b, err)
+			}
+		}
+	}
+	if budgets {
+		pods, err := kubectl("-n", "podnet-system", "get", "pods", "-l", "app=podnet", "-o", "name")
+		if n := len(strings.Fields(pods)); err != nil || n != 2 {
+			t.Errorf("agent pods: %q (%v), want 2", pods, err)
+		}
+		for _, pod := range strings.Fields(pods) {
+			if logs, _ := kubectl("-n", "podnet-system", "logs", pod, "-c", "podnet"); !strings.Contains(logs, "gave a cgroup a real-time budget") {
+				t.Errorf("%s's log does not say it gave its cgroups a real-time budget:\n%s", pod, logs)
+			}
+		}
+	}
+	// A pod's program: the client's sleep, started by runc, not by the agent.
+	if out, err := podExec("default", "client", "cat", "/proc/1/stat"); err != nil || len(strings.Fields(out)) < 41 || strings.Fields(out)[40] != "0" {
+		t.Errorf("the client pod's program: /proc/1/stat %q (%v); want policy field 0 (SCHED_OTHER)", out, err)
+	}
+	// The network after the agents' restart: DNS, a Service, the other node.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		out, err := podExec("default", "client", "curl", "-sS", "--max-time", "5", "http://web.default.svc.cluster.local/")
+		if err == nil && strings.HasPrefix(out, "web-") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the agents restarted under SCHED_RR, curl http://web.default.svc.cluster.local/: %q (%v)", out, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// clusterAgents returns the pids of the podnet node processes in cluster name's node cgroups.
+func clusterAgents(t *testing.T, name string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+		if strings.HasPrefix(string(cmdline), "/podnet\x00node\x00") && strings.Contains(string(cg), "/podnet-"+name+"-node-") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

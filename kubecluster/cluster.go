@@ -436,7 +436,7 @@ func (u *up) cgroups(context.Context) error {
 		seen[real] = true
 		budgets, err := realtime.Divide(h, dirs)
 		if err != nil {
-			u.log.Warn("the nodes get no real-time budget: podnet node --realtime-priority will fail", "err", err)
+			u.log.Warn("the nodes get no real-time budget of their own: an agent under --realtime-priority may be refused one", "err", err)
 			continue
 		}
 		for _, b := range budgets {

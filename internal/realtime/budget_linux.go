@@ -49,8 +49,10 @@ func share(period, runtime int64) uint64 {
 
 // Grant gives this process's cgroup (in the cgroup v1 cpu hierarchy) a real-time budget if it
 // has none, so that Enable may succeed: each cgroup from the deepest ancestor that has a budget
-// down to this process's gets all of its parent's that the parent's other children do not hold.
-// It returns the budgets it set: none where none is needed (cgroup v2, a kernel without
+// down to this process's gets all of its parent's that the parent's other children do not hold,
+// after it takes back what those with no process left hold (a container or pod gone but for its
+// cgroup: the one this process replaces) where this package gave it. It returns the budgets it set, those it took
+// back with Runtime 0: none where none is needed (cgroup v2, a kernel without
 // CONFIG_RT_GROUP_SCHED, a cgroup that has a budget). It needs the whole hierarchy mounted, not
 // only this process's cgroup (as a container has it): mount the host's /sys/fs/cgroup. The
 // cgroups keep their budgets when the process ends; nothing but real-time threads uses them.
@@ -81,7 +83,9 @@ func grant(mounts []mount, path string) ([]Budget, error) {
 	}
 	root := ""
 	for _, m := range mounts {
-		if m.root == "/" {
+		// Only the hierarchy's own root has release_agent: in a cgroup namespace of its own, a
+		// container's cgroup is shown as "/" too.
+		if _, err := os.Stat(filepath.Join(m.point, "release_agent")); m.root == "/" && err == nil {
 			root = m.point
 			break
 		}
@@ -113,6 +117,13 @@ func grant(mounts []mount, path string) ([]Budget, error) {
 	for i := deepest + 1; i < len(dirs); i++ {
 		var b Budget
 		err := retry(func() error {
+			// The agent's pod or container before this one may still hold it, gone but for
+			// its cgroup.
+			back, err := reclaim(dirs[i-1], dirs[i])
+			set = append(set, back...)
+			if err != nil {
+				return err
+			}
 			free, err := freeShare(dirs[i-1], dirs[i])
 			if err == nil {
 				b, err = give(dirs[i], free)
@@ -125,6 +136,71 @@ func grant(mounts []mount, path string) ([]Budget, error) {
 		set = append(set, b)
 	}
 	return set, nil
+}
+
+// reclaim takes the budget back from every child of parent (but except) that holds one and has
+// no process left in it or below it: a pod or container that is gone, but for its cgroup, which
+// the kubelet removes some seconds later. Only under a parent whose budget is over BudgetPeriod,
+// which this package set, so that the budgets taken back are this package's too, never those an
+// administrator gave. It returns those it set to none (Runtime 0), the deepest first.
+func reclaim(parent, except string) ([]Budget, error) {
+	if p, _, err := readBudget(parent); err != nil || p != BudgetPeriod.Microseconds() {
+		return nil, err
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return nil, err
+	}
+	var back []Budget
+	for _, e := range entries {
+		d := filepath.Join(parent, e.Name())
+		if !e.IsDir() || d == filepath.Clean(except) {
+			continue
+		}
+		if p, r, err := readBudget(d); err != nil || share(p, r) == 0 {
+			continue
+		}
+		var tree []string // d and every cgroup below it, parents first
+		idle := true
+		err := filepath.WalkDir(d, func(path string, de os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !de.IsDir() {
+				return nil
+			}
+			procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+			if err != nil {
+				return err
+			}
+			if len(strings.TrimSpace(string(procs))) > 0 {
+				idle = false
+				return filepath.SkipAll
+			}
+			tree = append(tree, path)
+			return nil
+		})
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return back, err
+		}
+		if !idle {
+			continue
+		}
+		for j := len(tree) - 1; j >= 0; j-- {
+			p, r, err := readBudget(tree[j])
+			if err != nil || r == 0 {
+				continue
+			}
+			if err := writeInt(filepath.Join(tree[j], "cpu.rt_runtime_us"), 0); err != nil {
+				return back, err
+			}
+			back = append(back, Budget{Dir: tree[j], Period: time.Duration(p) * time.Microsecond})
+		}
+	}
+	return back, nil
 }
 
 // Divide gives each of children (cgroups right under parent in the cpu hierarchy, as paths from
@@ -166,14 +242,30 @@ func freeShare(parent string, except ...string) (uint64, error) {
 		return 0, err
 	}
 	have := share(pp, pr)
-	entries, err := os.ReadDir(parent)
+	if have == 0 {
+		return 0, fmt.Errorf("%w: cgroup %s has none itself", errNoBudget, parent)
+	}
+	held, holders, err := childShares(parent, except...)
 	if err != nil {
 		return 0, err
+	}
+	if held >= have {
+		return 0, fmt.Errorf("%w in cgroup %s (%d µs of every %d µs): its other children hold it all: %s", errNoBudget, parent, pr, pp, strings.Join(holders, ", "))
+	}
+	return have - held, nil
+}
+
+// childShares returns the shares that the children of dir (but for those in except) hold, added
+// up, and who holds them.
+func childShares(dir string, except ...string) (uint64, []string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, nil, err
 	}
 	var held uint64
 	var holders []string
 	for _, e := range entries {
-		d := filepath.Join(parent, e.Name())
+		d := filepath.Join(dir, e.Name())
 		if !e.IsDir() || contains(except, d) {
 			continue
 		}
@@ -182,17 +274,14 @@ func freeShare(parent string, except ...string) (uint64, error) {
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if s := share(p, r); s > 0 {
 			held += s
 			holders = append(holders, fmt.Sprintf("%s (%d µs of %d µs)", e.Name(), r, p))
 		}
 	}
-	if held >= have {
-		return 0, fmt.Errorf("%w in cgroup %s (%d µs of every %d µs): its other children hold it all: %s", errNoBudget, parent, pr, pp, strings.Join(holders, ", "))
-	}
-	return have - held, nil
+	return held, holders, nil
 }
 
 func contains(list []string, s string) bool {
@@ -222,6 +311,14 @@ func give(dir string, s uint64) (Budget, error) {
 	if p == period && r == runtime {
 		return b, nil
 	}
+	if r != 0 {
+		// Less than it has: its children must fit in it.
+		if held, holders, err := childShares(dir); err != nil {
+			return b, err
+		} else if held > share(period, runtime) {
+			return b, fmt.Errorf("cgroup %s cannot have %d µs of every %d µs of real-time budget: its children hold more: %s", dir, runtime, period, strings.Join(holders, ", "))
+		}
+	}
 	if r != 0 && p != period {
 		// A budget over another period: none first, so that no step asks for more than the
 		// parent has.
@@ -232,7 +329,7 @@ func give(dir string, s uint64) (Budget, error) {
 	if err := writeInt(filepath.Join(dir, "cpu.rt_period_us"), period); err != nil {
 		return b, err
 	}
-	if err := writeInt(filepath.Join(dir, "cpu.rt_runtime_us"), runtime); errors.Is(err, unix.EINVAL) {
+	if err := writeInt(filepath.Join(dir, "cpu.rt_runtime_us"), runtime); errors.Is(err, unix.EINVAL) && runtime > r {
 		return b, fmt.Errorf("%w: %w (the budgets of its parent's children would exceed the parent's)", errNoBudget, err)
 	} else if err != nil {
 		return b, err

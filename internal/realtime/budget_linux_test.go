@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,11 +21,18 @@ func tree(t *testing.T, levels map[string][2]int64) string {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		for name, v := range map[string]int64{"cpu.rt_period_us": b[0], "cpu.rt_runtime_us": b[1]} {
 			if err := os.WriteFile(filepath.Join(d, name), []byte(strconv.FormatInt(v, 10)+"\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	// Only a hierarchy's root has release_agent.
+	if err := os.WriteFile(filepath.Join(root, "release_agent"), nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	return root
 }
@@ -39,13 +47,14 @@ func budgetOf(t *testing.T, dir string) [2]int64 {
 }
 
 func TestGrant(t *testing.T) {
-	SetReleaseWait(100 * time.Millisecond)
 	defer SetReleaseWait(releaseWait)
+	SetReleaseWait(100 * time.Millisecond)
 	const sec, def = 1000000, 950000 // the kernel's root budget
 	for _, tc := range []struct {
 		name    string
 		levels  map[string][2]int64
-		mountAt string // the cgroup shown at the mount point; "/" the whole hierarchy
+		mountAt string            // the cgroup shown at the mount point; "/" the whole hierarchy
+		procs   map[string]string // cgroup.procs of some levels (the rest have none)
 		want    map[string]int64
 		wantErr string
 	}{
@@ -65,6 +74,17 @@ func TestGrant(t *testing.T) {
 			want:    map[string]int64{"node/kube": 4500, "node/kube/ctr": 4500},
 		},
 		{
+			// The pod before this one is gone but for its cgroups, which hold the budget: it is
+			// taken back (0), deepest first. Not from a cgroup with a process in it.
+			name: "the budget of a pod that is gone is taken back",
+			levels: map[string][2]int64{"": {sec, def}, "node": {10000, 4500}, "node/kube": {10000, 4500},
+				"node/kube/old": {10000, 3000}, "node/kube/old/ctr": {10000, 3000}, "node/kube/busy": {10000, 1000},
+				"node/kube/ctr": {sec, 0}},
+			procs:   map[string]string{"node/kube/busy": "42\n"},
+			mountAt: "/",
+			want:    map[string]int64{"node/kube/old/ctr": 0, "node/kube/old": 0, "node/kube/ctr": 3500},
+		},
+		{
 			name:    "a cgroup with a budget is left alone",
 			levels:  map[string][2]int64{"": {sec, def}, "kube": {10000, 1000}, "kube/ctr": {10000, 500}},
 			mountAt: "/",
@@ -74,6 +94,13 @@ func TestGrant(t *testing.T) {
 			name:    "only the container's cgroup is mounted",
 			levels:  map[string][2]int64{"": {sec, 0}},
 			mountAt: "/kube/ctr",
+			wantErr: "mount the host's /sys/fs/cgroup",
+		},
+		{
+			// A cgroup namespace of its own shows the container's cgroup as "/".
+			name:    "a cgroup namespace of its own",
+			levels:  map[string][2]int64{"": {sec, 0}},
+			mountAt: "private",
 			wantErr: "mount the host's /sys/fs/cgroup",
 		},
 		{
@@ -91,6 +118,11 @@ func TestGrant(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := tree(t, tc.levels)
+			for p, v := range tc.procs {
+				if err := os.WriteFile(filepath.Join(root, p, "cgroup.procs"), []byte(v), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			path := "/kube/ctr"
 			if _, ok := tc.levels["kube/pod/ctr"]; ok {
 				path = "/kube/pod/ctr"
@@ -98,7 +130,12 @@ func TestGrant(t *testing.T) {
 			if _, ok := tc.levels["node/kube/ctr"]; ok {
 				path = "/node/kube/ctr"
 			}
+			var order []string
 			ms := []mount{{root: tc.mountAt, point: root}}
+			if tc.mountAt == "private" {
+				os.Remove(filepath.Join(root, "release_agent"))
+				ms[0].root, path = "/", "/"
+			}
 			set, err := grant(ms, path)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -113,6 +150,7 @@ func TestGrant(t *testing.T) {
 			for _, b := range set {
 				rel, _ := filepath.Rel(root, b.Dir)
 				got[rel] = b.Runtime.Microseconds()
+				order = append(order, rel)
 				if b.Period != BudgetPeriod {
 					t.Errorf("%s: period %v, want %v", rel, b.Period, BudgetPeriod)
 				}
@@ -122,6 +160,9 @@ func TestGrant(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("set %v, want %v", got, tc.want)
+			}
+			if tc.name == "the budget of a pod that is gone is taken back" && !slices.Equal(order, []string{"node/kube/old/ctr", "node/kube/old", "node/kube/ctr"}) {
+				t.Errorf("set in the order %v, want the gone pod's container, the gone pod, then ours", order)
 			}
 		})
 	}
@@ -158,6 +199,15 @@ func TestDivide(t *testing.T) {
 	}
 	if got := budgetOf(t, filepath.Join(root, "n1")); got != [2]int64{10000, 3750} {
 		t.Errorf("n1 after a second Divide: %v", got)
+	}
+	// A node cgroup whose children hold its budget is not given less.
+	os.Mkdir(filepath.Join(root, "n1", "kube"), 0o755)
+	for name, v := range map[string]string{"cpu.rt_period_us": "10000", "cpu.rt_runtime_us": "3750"} {
+		os.WriteFile(filepath.Join(root, "n1", "kube", name), []byte(v), 0o644)
+	}
+	os.WriteFile(filepath.Join(root, "other", "cpu.rt_runtime_us"), []byte("4000"), 0o644)
+	if _, err := Divide(root, []string{filepath.Join(root, "n1"), filepath.Join(root, "n2")}); err == nil || !strings.Contains(err.Error(), "its children hold more: kube (3750 µs of 10000 µs)") {
+		t.Errorf("Divide that would shrink a cgroup below its children's budgets: %v", err)
 	}
 	if _, err := Divide(root, []string{filepath.Join(root, "n1", "x")}); err == nil || !strings.Contains(err.Error(), "is not right under it") {
 		t.Errorf("Divide of a grandchild: %v", err)

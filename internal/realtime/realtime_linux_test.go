@@ -286,22 +286,37 @@ func TestGrantOnTheKernel(t *testing.T) {
 	}
 	top := filepath.Join(cpu, fmt.Sprintf("podnet-rt-test-%d", os.Getpid()))
 	pod, ctr, other := filepath.Join(top, "pod"), filepath.Join(top, "pod", "ctr"), filepath.Join(top, "pod", "other")
-	for _, d := range []string{ctr, other} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Mkdir(top, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		for _, d := range []string{ctr, other, pod, top} {
 			// A helper that has exited may linger as a zombie until PID 1 reaps it.
-			for i := 0; i < 100; i++ {
-				if err := os.Remove(d); err == nil || errors.Is(err, os.ErrNotExist) {
+			for i := 0; ; i++ {
+				err := os.Remove(d)
+				if err == nil || errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				if i == 100 {
+					t.Errorf("cgroup %s is left behind: %v", d, err)
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
 	})
+	// top takes a little of the host's budget (0.2 ms of every 10 ms), not all that Grant would
+	// give it, so that nothing else on the host is refused one meanwhile.
+	for name, v := range map[string]string{"cpu.rt_period_us": "10000", "cpu.rt_runtime_us": "200"} {
+		if err := os.WriteFile(filepath.Join(top, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{ctr, other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := runGrantHelper(t, ctr)
 	if r.BeforeErr == "" || !strings.Contains(r.BeforeErr, "has no real-time budget") {
 		t.Errorf("Enable in a cgroup without a budget: %q, want a refusal naming the budget", r.BeforeErr)
@@ -320,23 +335,39 @@ func TestGrantOnTheKernel(t *testing.T) {
 			t.Errorf("%s: cpu.rt_runtime_us %q (%v), Grant says %v", b.Dir, data, err, b.Runtime)
 		}
 	}
-	if want := []string{top, pod, ctr}; !slices.Equal(dirs, want) {
+	if want := []string{pod, ctr}; !slices.Equal(dirs, want) {
 		t.Errorf("Grant set %v, want %v", dirs, want)
 	}
-	// ctr holds all of pod's budget: other gets none, and the error names the holder.
+	// ctr holds all of pod's budget, and a process is in it: other gets none, and the error
+	// names the holder.
+	holder := exec.Command("sh", "-c", `echo $$ >"$0/cgroup.procs" && exec sleep 60`, ctr)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		if procs, _ := os.ReadFile(filepath.Join(ctr, "cgroup.procs")); len(procs) > 0 {
+			break
+		}
+		if i == 100 {
+			holder.Process.Kill()
+			holder.Wait()
+			t.Fatal("the holder did not enter its cgroup")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	r = runGrantHelper(t, other)
+	holder.Process.Kill()
+	holder.Wait()
 	if !strings.Contains(r.GrantErr, "no real-time budget left in cgroup "+pod) || !strings.Contains(r.GrantErr, "ctr (") {
 		t.Errorf("Grant beside a cgroup that holds the whole budget: %q, want it to name ctr", r.GrantErr)
 	}
-	// A container that restarts: its cgroup is removed, and the next one, made at once, gets the
-	// budget, which the kernel still counts as the removed cgroup's for a moment.
-	for i := 0; os.Remove(ctr) != nil; i++ {
-		if i == 100 {
-			t.Fatalf("cannot remove %s", ctr)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// A container that restarts: the one before holds the budget, gone but for its cgroup (the
+	// kubelet removes it later). Grant takes it back.
+	r = runGrantHelper(t, other)
+	if r.GrantErr != "" || r.EnableErr != "" || len(r.Budgets) != 2 || r.Budgets[0] != (realtime.Budget{Dir: ctr, Period: realtime.BudgetPeriod}) || r.Budgets[1].Dir != other || r.Budgets[1].Runtime <= 0 {
+		t.Errorf("Grant beside a cgroup with no process that holds the budget: %+v, %q, Enable %q; want ctr's budget taken back and other given it", r.Budgets, r.GrantErr, r.EnableErr)
 	}
-	if r = runGrantHelper(t, other); r.GrantErr != "" || r.EnableErr != "" || len(r.Budgets) != 1 || r.Budgets[0].Dir != other {
-		t.Errorf("Grant after the cgroup holding the budget was removed: %v, %q, Enable %q; want other given pod's budget", r.Budgets, r.GrantErr, r.EnableErr)
+	if b, _ := os.ReadFile(filepath.Join(ctr, "cpu.rt_runtime_us")); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("%s: cpu.rt_runtime_us %q after it was taken back, want 0", ctr, b)
 	}
 }

@@ -82,14 +82,6 @@ func TestProcessAlive(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/plain`: "/plain", `/t\011x`: "/t\tx"} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestConfigs: the node configurations carry what this kind of host needs.
 func TestConfigs(t *testing.T) {
 	k := kubeletConfig(Node{Name: "node-1", Address: "10.250.0.11", CgroupRoot: "/podnet-c-node-1"})

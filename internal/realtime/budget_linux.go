@@ -7,16 +7,16 @@ package realtime
 // node agent's container, its pod and the kubelet's QoS cgroups all have none.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -418,59 +418,22 @@ type mount struct{ root, point string }
 
 // cpuMounts returns the mounts of the cgroup v1 cpu hierarchy, from /proc/self/mountinfo.
 func cpuMounts() ([]mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseMountinfo(f)
+	infos, err := mountinfo.GetMounts(cpuFilter)
+	return toMounts(infos), err
 }
 
-// parseMountinfo reads the cgroup v1 cpu mounts from a mountinfo file (proc(5)): "ID PARENT
-// MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS".
-func parseMountinfo(r io.Reader) ([]mount, error) {
-	var ms []mount
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 5 || len(fields) < sep+4 || fields[sep+1] != "cgroup" {
-			continue
-		}
-		cpu := false
-		for o := range strings.SplitSeq(fields[sep+3], ",") {
-			cpu = cpu || o == "cpu"
-		}
-		if cpu {
-			ms = append(ms, mount{root: unescape(fields[3]), point: unescape(fields[4])})
-		}
-	}
-	return ms, sc.Err()
+// cpuFilter keeps the cgroup v1 mounts of the cpu controller (alone or with others, as in
+// cpu,cpuacct).
+func cpuFilter(m *mountinfo.Info) (skip, stop bool) {
+	return m.FSType != "cgroup" || !slices.Contains(strings.Split(m.VFSOptions, ","), "cpu"), false
 }
 
-// unescape undoes mountinfo's octal escapes (\040 for a space).
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
+func toMounts(infos []*mountinfo.Info) []mount {
+	ms := make([]mount, 0, len(infos))
+	for _, m := range infos {
+		ms = append(ms, mount{root: m.Root, point: m.Mountpoint})
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return ms
 }
 
 // ownDir returns the directory of the cgroup path in the first mount that shows it.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // tree makes a fake cgroup hierarchy: each path (relative, "" for the root) with its period and
@@ -258,12 +260,12 @@ func TestParseMountinfo(t *testing.T) {
 37 30 0:33 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
 202 201 0:31 /kubepods/pod\0401/c1 /sys/fs/cgroup/cpu rw master:10 - cgroup cgroup rw,cpu
 203 201 0:31 / /host/sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
-bad line
 `
-	got, err := parseMountinfo(strings.NewReader(in))
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(in), cpuFilter)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := toMounts(infos)
 	want := []mount{{"/", "/sys/fs/cgroup/cpu,cpuacct"}, {"/kubepods/pod 1/c1", "/sys/fs/cgroup/cpu"}, {"/", "/host/sys/fs/cgroup/cpu"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)

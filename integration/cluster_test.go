@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/podnet/podnet/internal/realtime"
-	"golang.org/x/sys/unix"
 )
 
 const clusterObjects = `
@@ -378,22 +375,7 @@ func clusterRealtime(t *testing.T, name string, kubectl func(...string) (string,
 	for {
 		agents, notRR = clusterAgents(t, name), nil
 		for _, pid := range agents {
-			tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-			checked := 0
-			for _, e := range tasks {
-				tid, _ := strconv.Atoi(e.Name())
-				p, prio, err := realtime.Policy(tid)
-				if err != nil {
-					continue // the thread has exited
-				}
-				checked++
-				if p != unix.SCHED_RR || prio != 1 {
-					notRR = append(notRR, fmt.Sprintf("thread %d of agent %d (%d threads): policy %d, priority %d", tid, pid, len(tasks), p, prio))
-				}
-			}
-			if checked == 0 {
-				notRR = append(notRR, fmt.Sprintf("agent %d: no thread could be checked", pid))
-			}
+			notRR = append(notRR, threadsNotRR(pid)...)
 		}
 		if (len(agents) == 2 && len(notRR) == 0) || time.Now().After(deadline) {
 			break

@@ -43,19 +43,8 @@ func testRealtimeLab(t *testing.T) {
 	l := startLab(t, realtimeLab)
 	daemon := l.daemonPID(t)
 
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", daemon))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var notRR []string
-	for _, e := range tasks {
-		tid, _ := strconv.Atoi(e.Name())
-		if p, prio, err := realtime.Policy(tid); err == nil && (p != unix.SCHED_RR || prio != 1) {
-			notRR = append(notRR, fmt.Sprintf("%d: policy %d, priority %d", tid, p, prio))
-		}
-	}
-	if len(notRR) > 0 {
-		t.Errorf("%d of the daemon's %d threads are not under SCHED_RR at priority 1: %v", len(notRR), len(tasks), notRR)
+	if notRR := threadsNotRR(daemon); len(notRR) > 0 {
+		t.Errorf("the daemon's threads not under SCHED_RR at priority 1: %v", notRR)
 	}
 
 	// The pods' programs: those the daemon started (through sandbox-init), and one run by exec.
@@ -143,4 +132,27 @@ func podPrograms(t *testing.T, daemon int) map[int]string {
 		}
 	}
 	return progs
+}
+
+// threadsNotRR describes each thread of process pid that does not run under SCHED_RR at priority
+// 1; a process none of whose threads could be checked (it has exited) is one entry too.
+func threadsNotRR(pid int) []string {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var bad []string
+	checked := 0
+	for _, e := range tasks {
+		tid, _ := strconv.Atoi(e.Name())
+		p, prio, err := realtime.Policy(tid)
+		if err != nil {
+			continue // the thread has exited
+		}
+		checked++
+		if p != unix.SCHED_RR || prio != 1 {
+			bad = append(bad, fmt.Sprintf("thread %d of %d (%d threads): policy %d, priority %d", tid, pid, len(tasks), p, prio))
+		}
+	}
+	if checked == 0 {
+		bad = append(bad, fmt.Sprintf("process %d: no thread could be checked", pid))
+	}
+	return bad
 }

@@ -153,14 +153,8 @@ func testEnableAndDisable(t *testing.T, cloneflags uintptr) {
 	cmd := exec.Command("nice", "-n", strconv.Itoa(helperNice), exe, "-test.run", "^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: cloneflags}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
 	var r report
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("helper's report %q: %v", out, err)
-	}
+	runHelper(t, cmd, &r)
 	if r.EnableErr != "" {
 		t.Fatalf("Enable(1) failed after Check(1) passed: %s", r.EnableErr)
 	}
@@ -255,15 +249,21 @@ func runGrantHelper(t *testing.T, dir string) grantReport {
 	}
 	cmd := exec.Command("sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$@"`, dir, exe, "-test.run", "^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=grant")
+	var r grantReport
+	runHelper(t, cmd, &r)
+	return r
+}
+
+// runHelper runs cmd, the test binary in a helper's role, and decodes the report it prints.
+func runHelper(t *testing.T, cmd *exec.Cmd, report any) {
+	t.Helper()
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
-	var r grantReport
-	if err := json.Unmarshal(out, &r); err != nil {
+	if err := json.Unmarshal(out, report); err != nil {
 		t.Fatalf("helper's report %q: %v", out, err)
 	}
-	return r
 }
 
 // On a kernel with CONFIG_RT_GROUP_SCHED, a process in a new cgroup may not use SCHED_RR until
